@@ -1,0 +1,282 @@
+//! Threshold BLS certificates: each replica signs a committed block's header with its key share;
+//! any `f + 1` valid shares combine into the one cluster signature.
+//!
+//! The collector is optimistic: it verifies nothing until it holds `f + 1` shares, then combines
+//! them and verifies the combined signature once (one pairing check instead of `f + 1`). Only if
+//! that fails does it verify the shares one by one, to reject and attribute exactly the invalid
+//! ones. A combined signature is always verified before it is returned.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use blsttc::{PublicKeySet, SecretKeyShare, SignatureShare};
+use notary_types::{BlockHeader, ClusterSignature};
+use thiserror::Error;
+
+use crate::committee::{Committee, ReplicaIndex};
+
+/// Signs `header` with this replica's key share. Call only for headers of committed, applied
+/// blocks: honest replicas signing nothing else is what makes `f + 1` shares a proof.
+pub fn sign_header(share: &SecretKeyShare, header: &BlockHeader) -> SignatureShare {
+    share.sign(header.canonical_bytes())
+}
+
+/// What happened to one offered share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShareOutcome {
+    /// Kept; fewer than `f + 1` shares so far.
+    Added,
+    /// This replica already offered a share (or was found invalid) for this header: ignored.
+    Duplicate,
+    /// These replicas' shares did not verify (or the replica is not a member): rejected.
+    Invalid {
+        /// The replicas at fault.
+        replicas: Vec<ReplicaIndex>,
+    },
+    /// `f + 1` shares combined into a signature that verifies against the cluster key.
+    Combined(ClusterSignature),
+    /// The signature was already combined; the share is not needed.
+    AlreadyCombined,
+}
+
+/// The cluster key set does not fit the committee.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("cluster key threshold {key_threshold} does not match f = {f} for n = {n}")]
+pub struct ThresholdMismatch {
+    /// The key set's threshold.
+    pub key_threshold: usize,
+    /// The committee's f.
+    pub f: u16,
+    /// The committee's n.
+    pub n: u16,
+}
+
+/// Collects shares over one header until `f + 1` valid ones combine.
+#[derive(Debug)]
+pub struct ShareCollector {
+    keys: PublicKeySet,
+    committee: Committee,
+    message: Vec<u8>,
+    pending: BTreeMap<ReplicaIndex, SignatureShare>,
+    rejected: BTreeSet<ReplicaIndex>,
+    combined: Option<ClusterSignature>,
+}
+
+impl ShareCollector {
+    /// A collector for `header`, checking that the key set's threshold is the committee's `f`.
+    pub fn new(
+        keys: PublicKeySet,
+        committee: Committee,
+        header: &BlockHeader,
+    ) -> Result<Self, ThresholdMismatch> {
+        if keys.threshold() != committee.bls_threshold() {
+            return Err(ThresholdMismatch {
+                key_threshold: keys.threshold(),
+                f: committee.f(),
+                n: committee.n(),
+            });
+        }
+        Ok(Self {
+            keys,
+            committee,
+            message: header.canonical_bytes(),
+            pending: BTreeMap::new(),
+            rejected: BTreeSet::new(),
+            combined: None,
+        })
+    }
+
+    /// The combined signature, once there is one.
+    pub fn signature(&self) -> Option<&ClusterSignature> {
+        self.combined.as_ref()
+    }
+
+    /// Offers one replica's share.
+    pub fn add(&mut self, replica: ReplicaIndex, share: SignatureShare) -> ShareOutcome {
+        if self.combined.is_some() {
+            return ShareOutcome::AlreadyCombined;
+        }
+        if !self.committee.contains(replica) {
+            return ShareOutcome::Invalid {
+                replicas: vec![replica],
+            };
+        }
+        if self.pending.contains_key(&replica) || self.rejected.contains(&replica) {
+            return ShareOutcome::Duplicate;
+        }
+        self.pending.insert(replica, share);
+        if self.pending.len() < self.committee.certificate_shares() {
+            return ShareOutcome::Added;
+        }
+        // Exactly f + 1 pending: each failed attempt below removes at least one share, and a
+        // set of only valid shares always combines to a valid signature.
+        let shares = self.pending.iter().map(|(r, s)| (u64::from(r.0), s));
+        if let Ok(sig) = self.keys.combine_signatures(shares) {
+            #[cfg(feature = "sim-bugs")]
+            let unverified = crate::sim_bugs::active(crate::sim_bugs::COMBINE_UNVERIFIED);
+            #[cfg(not(feature = "sim-bugs"))]
+            let unverified = false;
+            if unverified || self.keys.public_key().verify(&sig, &self.message) {
+                let sig = ClusterSignature::from(&sig);
+                self.combined = Some(sig);
+                self.pending.clear();
+                return ShareOutcome::Combined(sig);
+            }
+        }
+        let bad: Vec<ReplicaIndex> = self
+            .pending
+            .iter()
+            .filter(|(r, s)| {
+                !self
+                    .keys
+                    .public_key_share(u64::from(r.0))
+                    .verify(s, &self.message)
+            })
+            .map(|(r, _)| *r)
+            .collect();
+        for r in &bad {
+            self.pending.remove(r);
+            self.rejected.insert(*r);
+        }
+        if bad.is_empty() {
+            // Unreachable with a correct BLS library; keep waiting rather than fail.
+            ShareOutcome::Added
+        } else {
+            ShareOutcome::Invalid { replicas: bad }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use blsttc::SecretKeySet;
+    use notary_types::{ClusterId, Height, MerkleHash, Timestamp};
+    use rand::SeedableRng;
+
+    fn setup(n: u16) -> (SecretKeySet, Committee, BlockHeader) {
+        let committee = Committee::new(n).unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let sks = SecretKeySet::random(committee.bls_threshold(), &mut rng);
+        let header = BlockHeader {
+            cluster_id: ClusterId::new("wooden-dollars").unwrap(),
+            height: Height(3),
+            timestamp: Timestamp(1000),
+            leaf_count: 2,
+            root: MerkleHash([5; 32]),
+        };
+        (sks, committee, header)
+    }
+
+    #[test]
+    fn f_plus_one_valid_shares_combine_to_a_verified_signature() {
+        let (sks, committee, header) = setup(4);
+        let mut c = ShareCollector::new(sks.public_keys(), committee, &header).unwrap();
+        assert_eq!(
+            c.add(
+                ReplicaIndex(2),
+                sign_header(&sks.secret_key_share(2u64), &header)
+            ),
+            ShareOutcome::Added
+        );
+        assert_eq!(
+            c.add(
+                ReplicaIndex(2),
+                sign_header(&sks.secret_key_share(2u64), &header)
+            ),
+            ShareOutcome::Duplicate
+        );
+        let ShareOutcome::Combined(sig) = c.add(
+            ReplicaIndex(0),
+            sign_header(&sks.secret_key_share(0u64), &header),
+        ) else {
+            panic!("two shares must combine for n = 4");
+        };
+        header
+            .verify(&sks.public_keys().public_key(), &sig)
+            .unwrap();
+        assert_eq!(
+            c.add(
+                ReplicaIndex(1),
+                sign_header(&sks.secret_key_share(1u64), &header)
+            ),
+            ShareOutcome::AlreadyCombined
+        );
+    }
+
+    #[test]
+    fn one_invalid_share_among_f_plus_one_is_attributed_and_then_replaced() {
+        let (sks, committee, header) = setup(7);
+        assert_eq!(committee.certificate_shares(), 3);
+        let mut c = ShareCollector::new(sks.public_keys(), committee, &header).unwrap();
+        let mut other = header.clone();
+        other.height = Height(4);
+        assert_eq!(
+            c.add(
+                ReplicaIndex(0),
+                sign_header(&sks.secret_key_share(0u64), &header)
+            ),
+            ShareOutcome::Added
+        );
+        assert_eq!(
+            c.add(
+                ReplicaIndex(5),
+                sign_header(&sks.secret_key_share(5u64), &other)
+            ),
+            ShareOutcome::Added
+        );
+        assert_eq!(
+            c.add(
+                ReplicaIndex(3),
+                sign_header(&sks.secret_key_share(3u64), &header)
+            ),
+            ShareOutcome::Invalid {
+                replicas: vec![ReplicaIndex(5)]
+            }
+        );
+        assert_eq!(
+            c.add(
+                ReplicaIndex(5),
+                sign_header(&sks.secret_key_share(5u64), &header)
+            ),
+            ShareOutcome::Duplicate
+        );
+        // A share signed with another replica's key is invalid for the claimed index.
+        assert_eq!(
+            c.add(
+                ReplicaIndex(6),
+                sign_header(&sks.secret_key_share(1u64), &header)
+            ),
+            ShareOutcome::Invalid {
+                replicas: vec![ReplicaIndex(6)]
+            }
+        );
+        let outcome = c.add(
+            ReplicaIndex(1),
+            sign_header(&sks.secret_key_share(1u64), &header),
+        );
+        let ShareOutcome::Combined(sig) = outcome else {
+            panic!("expected Combined, got {outcome:?}")
+        };
+        header
+            .verify(&sks.public_keys().public_key(), &sig)
+            .unwrap();
+    }
+
+    #[test]
+    fn non_members_and_wrong_thresholds_are_refused() {
+        let (sks, committee, header) = setup(4);
+        let mut c = ShareCollector::new(sks.public_keys(), committee, &header).unwrap();
+        assert_eq!(
+            c.add(
+                ReplicaIndex(4),
+                sign_header(&sks.secret_key_share(4u64), &header)
+            ),
+            ShareOutcome::Invalid {
+                replicas: vec![ReplicaIndex(4)]
+            }
+        );
+        assert!(
+            ShareCollector::new(sks.public_keys(), Committee::new(7).unwrap(), &header).is_err()
+        );
+    }
+}

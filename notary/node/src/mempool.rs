@@ -1,0 +1,265 @@
+//! The mempool: checked batches waiting for a block, and the consensus [`Application`].
+//!
+//! It lives on the consensus thread (consensus calls it from `handle`) and never does I/O.
+//! * Batches enter already checked (their requests verified off this thread), own ones from
+//!   the batcher and peers' from the inbound path.
+//! * `propose` takes batches in arrival order, skipping those already in an uncommitted
+//!   ancestor, up to the payload byte limit.
+//! * `validate` vetoes a block whose payload does not decode or holds a request that fails
+//!   the stateless checks; batches it already holds are known good and cost a lookup.
+//! * A batch leaves only when a block carrying it commits ([`Mempool::take_committed`]); a
+//!   batch in an abandoned fork stays and is proposed again.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use notary_consensus::{Application, Block, BlockId, Height};
+use notary_core::{check_batch, ClusterPolicy, VerifiedRequest};
+use notary_types::NotarisationRequest;
+
+use crate::wire::{
+    decode_payload, encode_payload, Batch, BatchDigest, Payload, PAYLOAD_BATCHES_MAX,
+};
+
+/// The most batches the mempool holds; beyond it, peers' batches are refused (own batches are
+/// bounded earlier, by admission control).
+pub const MEMPOOL_BATCHES_MAX: usize = 8192;
+
+/// A batch whose every request passed the stateless checks.
+#[derive(Debug)]
+pub struct CheckedBatch {
+    /// Its digest.
+    pub digest: BatchDigest,
+    /// The batch as it travels.
+    pub batch: Batch,
+    /// Its requests, checked.
+    pub requests: Vec<VerifiedRequest>,
+}
+
+/// Why a batch was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    /// A request does not decode or fails a stateless check.
+    #[error("request {index} of the batch fails the checks: {reason}")]
+    BadRequest {
+        /// Its position.
+        index: usize,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Checks every request of a batch (batch ed25519 verification); all or nothing.
+pub fn check_whole_batch(policy: &ClusterPolicy, batch: Batch) -> Result<CheckedBatch, BatchError> {
+    let mut decoded: Vec<NotarisationRequest> = Vec::with_capacity(batch.requests.len());
+    for (index, bytes) in batch.requests.iter().enumerate() {
+        let r =
+            NotarisationRequest::from_wire_bytes(bytes).map_err(|e| BatchError::BadRequest {
+                index,
+                reason: e.to_string(),
+            })?;
+        decoded.push(r);
+    }
+    let mut requests = Vec::with_capacity(decoded.len());
+    for (index, r) in check_batch(policy, decoded).into_iter().enumerate() {
+        requests.push(r.map_err(|e| BatchError::BadRequest {
+            index,
+            reason: e.to_string(),
+        })?);
+    }
+    Ok(CheckedBatch {
+        digest: batch.digest(),
+        batch,
+        requests,
+    })
+}
+
+/// Counters for metrics and tests.
+#[derive(Debug, Default, Clone)]
+pub struct MempoolStats {
+    /// Blocks vetoed (undecodable payload or a bad request).
+    pub vetoes: u64,
+    /// Batches refused because the mempool was full.
+    pub refused_full: u64,
+    /// Batches checked on the consensus thread (not seen before the block).
+    pub late_checks: u64,
+}
+
+/// Checked batches waiting for, or carried by, uncommitted blocks.
+pub struct Mempool {
+    policy: Arc<ClusterPolicy>,
+    /// Arrival order of batches not yet committed.
+    queue: BTreeMap<u64, BatchDigest>,
+    /// Every checked, uncommitted batch, with its queue position if it is queued.
+    batches: HashMap<BatchDigest, (Arc<CheckedBatch>, Option<u64>)>,
+    /// Height and batch digests of blocks seen by `validate`/`propose`, until they commit
+    /// or a block at their height commits instead (an abandoned fork).
+    by_block: HashMap<BlockId, (Height, Vec<BatchDigest>)>,
+    next_seq: u64,
+    /// Counters.
+    pub stats: MempoolStats,
+}
+
+impl Mempool {
+    /// An empty mempool checking requests against `policy`.
+    pub fn new(policy: Arc<ClusterPolicy>) -> Self {
+        Self {
+            policy,
+            queue: BTreeMap::new(),
+            batches: HashMap::new(),
+            by_block: HashMap::new(),
+            next_seq: 0,
+            stats: MempoolStats::default(),
+        }
+    }
+
+    /// Batches waiting to be proposed.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Adds a checked batch; `false` if it was refused (full) or known already.
+    pub fn insert(&mut self, batch: Arc<CheckedBatch>) -> bool {
+        if self.batches.contains_key(&batch.digest) {
+            return false;
+        }
+        if self.batches.len() >= MEMPOOL_BATCHES_MAX {
+            self.stats.refused_full += 1;
+            return false;
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.queue.insert(seq, batch.digest);
+        self.batches.insert(batch.digest, (batch, Some(seq)));
+        true
+    }
+
+    fn digests_of(&mut self, block: &Block) -> Vec<BatchDigest> {
+        if let Some((_, d)) = self.by_block.get(&block.id()) {
+            return d.clone();
+        }
+        let digests: Vec<BatchDigest> = decode_payload(&block.payload)
+            .map(|p| p.batches.iter().map(Batch::digest).collect())
+            .unwrap_or_default();
+        self.by_block
+            .insert(block.id(), (block.height(), digests.clone()));
+        digests
+    }
+
+    /// The checked requests of a committed block, in block order; forgets its batches.
+    /// A batch this replica never saw (a block learnt by catch-up) is checked here.
+    pub fn take_committed(&mut self, block: &Block) -> Vec<VerifiedRequest> {
+        self.by_block.remove(&block.id());
+        self.forget_forks(block.height());
+        let Ok(payload) = decode_payload(&block.payload) else {
+            // A committed block passed `validate` at 2f+1 replicas, f+1 of them honest, so
+            // its payload decodes; if it ever did not, every honest replica skips it alike.
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for batch in payload.batches {
+            let digest = batch.digest();
+            let checked = match self.batches.remove(&digest) {
+                Some((b, seq)) => {
+                    if let Some(seq) = seq {
+                        self.queue.remove(&seq);
+                    }
+                    b
+                }
+                None => match check_whole_batch(&self.policy, batch) {
+                    Ok(b) => Arc::new(b),
+                    Err(_) => continue,
+                },
+            };
+            out.extend(checked.requests.iter().cloned());
+        }
+        out
+    }
+}
+
+impl Mempool {
+    /// Blocks at or below a committed height that did not commit are abandoned: forget them,
+    /// and the batches only they carried that were never queued here (queued ones stay, to
+    /// be proposed again).
+    fn forget_forks(&mut self, committed: Height) {
+        let stale: Vec<BlockId> = self
+            .by_block
+            .iter()
+            .filter(|(_, (h, _))| *h <= committed)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            let Some((_, digests)) = self.by_block.remove(&id) else {
+                continue;
+            };
+            for d in digests {
+                if matches!(self.batches.get(&d), Some((_, None))) {
+                    self.batches.remove(&d);
+                }
+            }
+        }
+    }
+}
+
+impl Application for Mempool {
+    fn propose(&mut self, uncommitted: &[&Block], payload_bytes_max: usize) -> Vec<u8> {
+        let mut excluded: HashSet<BatchDigest> = HashSet::new();
+        for b in uncommitted {
+            excluded.extend(self.digests_of(b));
+        }
+        let mut payload = Payload::default();
+        // postcard's overhead per batch and per request is a few varint bytes: keep a margin.
+        let mut budget = payload_bytes_max.saturating_sub(64);
+        for digest in self.queue.values() {
+            if payload.batches.len() >= PAYLOAD_BATCHES_MAX {
+                break;
+            }
+            if excluded.contains(digest) {
+                continue;
+            }
+            let (b, _) = &self.batches[digest];
+            let len = b.batch.wire_len() + 16;
+            if len > budget {
+                break;
+            }
+            budget -= len;
+            payload.batches.push(b.batch.clone());
+        }
+        encode_payload(&payload)
+    }
+
+    fn validate(&mut self, block: &Block, _uncommitted: &[&Block]) -> bool {
+        let payload = match decode_payload(&block.payload) {
+            Ok(p) => p,
+            Err(_) => {
+                self.stats.vetoes += 1;
+                return false;
+            }
+        };
+        let mut digests = Vec::with_capacity(payload.batches.len());
+        for batch in payload.batches {
+            let digest = batch.digest();
+            digests.push(digest);
+            if self.batches.contains_key(&digest) {
+                continue;
+            }
+            self.stats.late_checks += 1;
+            match check_whole_batch(&self.policy, batch) {
+                // Known good from now on, but not queued: it is already in a block.
+                Ok(b) => {
+                    self.batches.insert(digest, (Arc::new(b), None));
+                }
+                Err(_) => {
+                    self.stats.vetoes += 1;
+                    return false;
+                }
+            }
+        }
+        self.by_block.insert(block.id(), (block.height(), digests));
+        true
+    }
+
+    fn has_pending_work(&self) -> bool {
+        !self.queue.is_empty()
+    }
+}

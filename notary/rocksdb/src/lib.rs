@@ -1,0 +1,228 @@
+//! `RocksStore`: the notary's [`Store`] on RocksDB.
+//!
+//! One job: keep the notary's state and audit log durable, one atomic synced write per block.
+//!
+//! Layout: one column family (the default), keys distinguished by a one-byte prefix; integers
+//! big-endian so heights sort in order.
+//!
+//! | key                                | value                                       |
+//! | ---------------------------------- | ------------------------------------------- |
+//! | `c` ‖ state ref (36)               | consuming tx id (32)                        |
+//! | `d` ‖ tx id (32)                   | [`DecisionRecord`] (44)                     |
+//! | `b` ‖ height (8)                   | [`BlockRecord`] (requests, leaves, root...) |
+//! | `s` ‖ height (8)                   | cluster signature (96)                      |
+//! | `m` ‖ `applied`                    | applied height (8)                          |
+//! | `m` ‖ `safety`                     | consensus safety record (opaque)            |
+//!
+//! Options (kept few on purpose): `create_if_missing`, LZ4 compression (the only codec compiled
+//! in), and a 10-bit-per-key bloom filter, because the double-spend check is a point lookup that
+//! mostly misses. Every write uses `WriteOptions::set_sync(true)`: a block, a certificate or a
+//! safety record is on disk before the call returns.
+//!
+//! Invariants: a block's effects and the applied height are in one `WriteBatch`, so a crash
+//! leaves all or nothing; `apply_block` holds a mutex across the applied-height check and the
+//! write, so two callers cannot both apply the same height.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use notary_core::{BlockRecord, BlockWrite, DecisionRecord, Store, StoreError};
+use notary_types::{ClusterSignature, Height, StateRef, TxId};
+use rocksdb::{BlockBasedOptions, DBCompressionType, Options, WriteBatch, WriteOptions, DB};
+
+const APPLIED_KEY: &[u8] = b"mapplied";
+const SAFETY_KEY: &[u8] = b"msafety";
+
+/// The RocksDB-backed store.
+pub struct RocksStore {
+    db: DB,
+    apply_lock: Mutex<()>,
+}
+
+impl std::fmt::Debug for RocksStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RocksStore")
+            .field("path", &self.db.path())
+            .finish()
+    }
+}
+
+fn io(op: &'static str) -> impl FnOnce(rocksdb::Error) -> StoreError {
+    move |e| StoreError::Io {
+        op,
+        message: e.into_string(),
+    }
+}
+
+fn consumed_key(state: &StateRef) -> [u8; 37] {
+    let mut k = [0u8; 37];
+    k[0] = b'c';
+    k[1..].copy_from_slice(&state.to_bytes());
+    k
+}
+
+fn decision_key(tx_id: &TxId) -> [u8; 33] {
+    let mut k = [0u8; 33];
+    k[0] = b'd';
+    k[1..].copy_from_slice(&tx_id.0);
+    k
+}
+
+fn height_key(prefix: u8, height: Height) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = prefix;
+    k[1..].copy_from_slice(&height.0.to_be_bytes());
+    k
+}
+
+fn synced() -> WriteOptions {
+    let mut w = WriteOptions::default();
+    w.set_sync(true);
+    w
+}
+
+impl RocksStore {
+    /// Opens (creating if missing) the database at `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.set_compression_type(DBCompressionType::Lz4);
+        let mut table = BlockBasedOptions::default();
+        table.set_bloom_filter(10.0, false);
+        opts.set_block_based_table_factory(&table);
+        let db = DB::open(&opts, path).map_err(io("open"))?;
+        Ok(Self {
+            db,
+            apply_lock: Mutex::new(()),
+        })
+    }
+
+    fn get(&self, op: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db.get(key).map_err(io(op))
+    }
+}
+
+impl Store for RocksStore {
+    fn applied_height(&self) -> Result<Height, StoreError> {
+        match self.get("applied_height", APPLIED_KEY)? {
+            None => Ok(Height(0)),
+            Some(v) => {
+                let bytes: [u8; 8] = v.as_slice().try_into().map_err(|_| StoreError::Corrupt {
+                    what: "applied height",
+                    source: notary_types::wire::DecodeError::Invalid {
+                        field: "applied",
+                        reason: format!("{} bytes, expected 8", v.len()),
+                    },
+                })?;
+                Ok(Height(u64::from_be_bytes(bytes)))
+            }
+        }
+    }
+
+    fn consumed_by(&self, state: &StateRef) -> Result<Option<TxId>, StoreError> {
+        let Some(v) = self
+            .db
+            .get_pinned(consumed_key(state))
+            .map_err(io("consumed_by"))?
+        else {
+            return Ok(None);
+        };
+        let id: [u8; 32] = v.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+            what: "consuming tx id",
+            source: notary_types::wire::DecodeError::Invalid {
+                field: "tx_id",
+                reason: format!("{} bytes, expected 32", v.len()),
+            },
+        })?;
+        Ok(Some(TxId(id)))
+    }
+
+    fn decision(&self, tx_id: &TxId) -> Result<Option<DecisionRecord>, StoreError> {
+        self.get("decision", &decision_key(tx_id))?
+            .map(|v| {
+                DecisionRecord::from_bytes(&v).map_err(|source| StoreError::Corrupt {
+                    what: "decision record",
+                    source,
+                })
+            })
+            .transpose()
+    }
+
+    fn apply_block(&self, write: &BlockWrite) -> Result<(), StoreError> {
+        // Poisoning cannot leave a half-written block (the batch is atomic): recover the guard.
+        let _guard = self.apply_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let applied = self.applied_height()?;
+        let height = write.record.height;
+        if height <= applied {
+            return Ok(());
+        }
+        if height.0 != applied.0 + 1 {
+            return Err(StoreError::HeightGap {
+                expected: applied.0 + 1,
+                got: height.0,
+            });
+        }
+        let mut batch = WriteBatch::default();
+        for (state, tx_id) in &write.consumed {
+            batch.put(consumed_key(state), tx_id.0);
+        }
+        for (tx_id, decision) in &write.decisions {
+            batch.put(decision_key(tx_id), decision.to_bytes());
+        }
+        batch.put(height_key(b'b', height), write.record.to_bytes());
+        batch.put(APPLIED_KEY, height.0.to_be_bytes());
+        self.db
+            .write_opt(batch, &synced())
+            .map_err(io("apply_block"))
+    }
+
+    fn block(&self, height: Height) -> Result<Option<BlockRecord>, StoreError> {
+        self.get("block", &height_key(b'b', height))?
+            .map(|v| {
+                BlockRecord::from_bytes(&v).map_err(|source| StoreError::Corrupt {
+                    what: "block record",
+                    source,
+                })
+            })
+            .transpose()
+    }
+
+    fn put_certificate(
+        &self,
+        height: Height,
+        signature: &ClusterSignature,
+    ) -> Result<(), StoreError> {
+        self.db
+            .put_opt(height_key(b's', height), signature.0, &synced())
+            .map_err(io("put_certificate"))
+    }
+
+    fn certificate(&self, height: Height) -> Result<Option<ClusterSignature>, StoreError> {
+        self.get("certificate", &height_key(b's', height))?
+            .map(|v| {
+                v.as_slice()
+                    .try_into()
+                    .map(ClusterSignature)
+                    .map_err(|_| StoreError::Corrupt {
+                        what: "certificate",
+                        source: notary_types::wire::DecodeError::Invalid {
+                            field: "signature",
+                            reason: format!("{} bytes, expected 96", v.len()),
+                        },
+                    })
+            })
+            .transpose()
+    }
+
+    fn save_safety_record(&self, bytes: &[u8]) -> Result<(), StoreError> {
+        self.db
+            .put_opt(SAFETY_KEY, bytes, &synced())
+            .map_err(io("save_safety_record"))
+    }
+
+    fn load_safety_record(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get("load_safety_record", SAFETY_KEY)
+    }
+}

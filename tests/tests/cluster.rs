@@ -1,0 +1,346 @@
+//! Real `notaryd` processes on loopback: the happy path through the library and the CLI, a
+//! double-spend race, SIGKILL under load with no acknowledged notarisation lost, bad input,
+//! and a clean SIGTERM.
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use notary_client::Verified;
+use notary_e2e::{binary, state, tx, TestCluster, ONE_CLUSTER_AT_A_TIME};
+use notary_types::{NotarisationAnswer, Outcome};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
+
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+    ONE_CLUSTER_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[test]
+fn happy_path_through_the_library_and_the_cli() {
+    let _turn = lock();
+    let c = TestCluster::start(4, 21000).expect("cluster starts");
+    let rt = runtime();
+
+    // The library: the answer verifies against the key /v1/cluster publishes too.
+    let info = rt.block_on(c.client.cluster()).unwrap();
+    assert_eq!((info.n, info.f, info.threshold), (4, 1, 2));
+    assert_eq!(info.key().unwrap(), *c.client.key());
+    let r = c.request(0, tx("happy-1"), vec![state("genesis", 0)]);
+    let v = rt.block_on(c.client.notarise(&r)).unwrap();
+    assert_eq!(v.outcome(), &Outcome::Committed);
+    v.answer.verify(&info.key().unwrap(), &r.fields).unwrap();
+
+    // The CLI: submit, verify offline, status.
+    let dir = tempfile::tempdir().unwrap();
+    let notary = binary("notary");
+    let key_file = c.cluster.dir().join("clients/client-1.key");
+    let answer = dir.path().join("answer.json");
+    let request = dir.path().join("request.json");
+    let out = Command::new(&notary)
+        .env("NOTARY_CLUSTER_FILE", &c.cluster_file)
+        .args(["submit", "--key"])
+        .arg(&key_file)
+        .args(["--tx", &tx("happy-cli").to_string()])
+        .args(["--input", &format!("{}:0", tx("genesis-cli"))])
+        .arg("--save")
+        .arg(&answer)
+        .arg("--save-request")
+        .arg(&request)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(&notary)
+        .arg("--cluster-file")
+        .arg(&c.cluster_file)
+        .arg("verify")
+        .arg(&answer)
+        .arg("--request")
+        .arg(&request)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(&notary)
+        .env("NOTARY_CLUSTER_FILE", &c.cluster_file)
+        .args(["-o", "json", "status", &tx("happy-cli").to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: NotarisationAnswer = serde_json::from_slice(&out.stdout).unwrap();
+    let saved: NotarisationAnswer =
+        serde_json::from_str(&std::fs::read_to_string(&answer).unwrap()).unwrap();
+    assert_eq!(status, saved, "status returns the same certified answer");
+
+    // A second spend of the same state through the CLI: a signed refusal, exit code 1.
+    let out = Command::new(&notary)
+        .env("NOTARY_CLUSTER_FILE", &c.cluster_file)
+        .args(["submit", "--key"])
+        .arg(&key_file)
+        .args(["--tx", &tx("happy-cli-double").to_string()])
+        .args(["--input", &format!("{}:0", tx("genesis-cli"))])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // Every metric the dashboard and the alert rules query is exported by a running replica.
+    let (status, metrics) =
+        notary_node::localnet::http_get(c.cluster.admin_addr(0), "/metrics").unwrap();
+    assert_eq!(status, 200);
+    let check = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/check.sh");
+    let out = Command::new("bash")
+        .args([check, "--list-metrics"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let queried = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        queried.lines().count() > 10,
+        "the dashboard queries metrics"
+    );
+    for name in queried.lines() {
+        let exported = metrics
+            .lines()
+            .any(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")));
+        assert!(
+            exported,
+            "the dashboard or an alert queries {name}, which nobody exports"
+        );
+    }
+}
+
+#[test]
+fn double_spend_race_signs_exactly_one_spend_per_state() {
+    let _turn = lock();
+    let c = TestCluster::start(4, 22000).expect("cluster starts");
+    let rt = runtime();
+    let client = Arc::new(c.client.clone());
+    let states = 12;
+    let racers = 4;
+    let mut tasks = Vec::new();
+    for s in 0..states {
+        for k in 0..racers {
+            let r = c.request(
+                k % c.keys.len(),
+                tx(&format!("race-{s}-{k}")),
+                vec![state("race-genesis", s)],
+            );
+            let client = client.clone();
+            // Each racer starts at a different replica.
+            tasks.push(rt.spawn(async move { (s, client.notarise_via(k, &r).await) }));
+        }
+    }
+    let mut winners: HashMap<u32, usize> = HashMap::new();
+    for t in tasks {
+        let (s, v) = rt.block_on(t).unwrap();
+        let v: Verified = v.expect("every racer gets a certified answer");
+        match v.outcome() {
+            Outcome::Committed => *winners.entry(s).or_default() += 1,
+            Outcome::InputsConsumed { conflicts } => {
+                assert_eq!(conflicts.len(), 1);
+                assert_eq!(conflicts[0].state, state("race-genesis", s));
+            }
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+    for s in 0..states {
+        assert_eq!(
+            winners.get(&s),
+            Some(&1),
+            "state {s}: exactly one spend is signed"
+        );
+    }
+}
+
+#[test]
+fn kill_9_under_load_loses_no_acknowledged_notarisation() {
+    let _turn = lock();
+    let mut c = TestCluster::start(4, 23000).expect("cluster starts");
+    let rt = runtime();
+    let client = Arc::new(c.client.clone());
+    let total = 240;
+    let mut tasks = Vec::new();
+    for i in 0..total {
+        let r = c.request(
+            i % c.keys.len(),
+            tx(&format!("load-{i}")),
+            vec![state("load", i as u32)],
+        );
+        let client = client.clone();
+        tasks.push(rt.spawn(async move {
+            tokio::time::sleep(Duration::from_millis(10 * i as u64)).await;
+            client.notarise_via(i, &r).await
+        }));
+    }
+    // Kill replica 1 while the load runs, then bring it back.
+    std::thread::sleep(Duration::from_millis(800));
+    c.cluster.kill(1).unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    let mut acknowledged = Vec::new();
+    for t in tasks {
+        let v = rt
+            .block_on(t)
+            .unwrap()
+            .expect("the cluster keeps answering with one replica down");
+        assert_eq!(v.outcome(), &Outcome::Committed);
+        acknowledged.push(v.answer);
+    }
+    c.cluster.start(1).unwrap();
+    c.cluster.wait_ready(1, Duration::from_secs(60)).unwrap();
+
+    // Every acknowledged transaction is reported signed, with the same certificate, by every
+    // replica, the restarted one included (after it caught up).
+    let http = reqwest::Client::new();
+    for i in 0..4 {
+        let url = c.cluster.api_url(i);
+        for a in &acknowledged {
+            let got = rt.block_on(async {
+                for _ in 0..300 {
+                    let resp = http
+                        .get(format!("{url}/v1/transactions/{}", a.leaf.tx_id))
+                        .send()
+                        .await
+                        .unwrap();
+                    if resp.status() == 200 {
+                        return Some(resp.json::<NotarisationAnswer>().await.unwrap());
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                None
+            });
+            assert_eq!(
+                got.as_ref(),
+                Some(a),
+                "replica {i}, transaction {}",
+                a.leaf.tx_id
+            );
+        }
+    }
+}
+
+#[test]
+fn bad_input_gets_typed_errors_and_the_cluster_stays_healthy() {
+    let _turn = lock();
+    let c = TestCluster::start(4, 24000).expect("cluster starts");
+    let rt = runtime();
+    let http = reqwest::Client::new();
+    let url = format!("{}/v1/notarise", c.cluster.api_url(0));
+    let post = |body: Vec<u8>| {
+        let http = http.clone();
+        let url = url.clone();
+        rt.block_on(async move {
+            let resp = http
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            let json: serde_json::Value = resp.json().await.unwrap_or_default();
+            (
+                status,
+                json["error"]["code"].as_str().unwrap_or("").to_string(),
+                json,
+            )
+        })
+    };
+
+    let (s, code, _) = post(b"{not json".to_vec());
+    assert_eq!((s, code.as_str()), (400, "malformed"));
+
+    let mut r = c.request(0, tx("bad-sig"), vec![state("bad", 0)]);
+    r.signature.0[0] ^= 1;
+    let (s, code, _) = post(serde_json::to_vec(&r).unwrap());
+    assert_eq!((s, code.as_str()), (401, "bad_signature"));
+
+    let stranger = notary_types::ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]);
+    let mut fields = c.request(0, tx("stranger"), vec![state("bad", 1)]).fields;
+    fields.requester = notary_types::RequesterKey(stranger.verifying_key().to_bytes());
+    let r = notary_types::NotarisationRequest::sign(fields, &stranger);
+    let (s, code, _) = post(serde_json::to_vec(&r).unwrap());
+    assert_eq!((s, code.as_str()), (403, "not_permitted"));
+
+    // 16 MiB announced, a few bytes sent: refused from the header, before the body is read.
+    let api: std::net::SocketAddr = c.cluster.api_url(0)["http://".len()..].parse().unwrap();
+    let (s, body) = notary_e2e::post_announcing(api, "/v1/notarise", 16 << 20, b"{").unwrap();
+    assert_eq!(s, 413, "{body}");
+    assert!(body.contains("too_large"), "{body}");
+
+    let inputs: Vec<_> = (0..10_001).map(|i| state("many", i)).collect();
+    let r = c.request(0, tx("too-many"), inputs);
+    let (s, code, json) = post(serde_json::to_vec(&r).unwrap());
+    assert_eq!((s, code.as_str()), (400, "malformed"), "{json}");
+    assert!(
+        json["error"]["message"].as_str().unwrap().contains("10000"),
+        "{json}"
+    );
+
+    let mut fields = c
+        .request(0, tx("other-cluster"), vec![state("bad", 2)])
+        .fields;
+    fields.cluster_id = notary_types::ClusterId::new("another-cluster").unwrap();
+    let r = notary_types::NotarisationRequest::sign(fields, &c.keys[0]);
+    let (s, code, _) = post(serde_json::to_vec(&r).unwrap());
+    assert_eq!((s, code.as_str()), (400, "unknown_cluster"));
+
+    // Still healthy: every replica ready, and a good request is signed.
+    for i in 0..4 {
+        let (status, _) =
+            notary_node::localnet::http_get(c.cluster.admin_addr(i), "/readyz").unwrap();
+        assert_eq!(status, 200, "replica {i} ready");
+    }
+    let r = c.request(0, tx("after-bad-input"), vec![state("bad", 3)]);
+    let v = rt.block_on(c.client.notarise(&r)).unwrap();
+    assert_eq!(v.outcome(), &Outcome::Committed);
+}
+
+#[test]
+fn sigterm_stops_a_replica_cleanly_and_it_restarts() {
+    let _turn = lock();
+    let mut c = TestCluster::start(4, 25000).expect("cluster starts");
+    let rt = runtime();
+    let r = c.request(0, tx("before-term"), vec![state("term", 0)]);
+    let before = rt.block_on(c.client.notarise(&r)).unwrap();
+    assert_eq!(
+        c.cluster.terminate(2, Duration::from_secs(20)).unwrap(),
+        Some(0)
+    );
+    c.cluster.start(2).unwrap();
+    c.cluster.wait_ready(2, Duration::from_secs(60)).unwrap();
+    // The restarted replica answers the earlier transaction from its own store.
+    let v = rt.block_on(c.client.notarise_via(2, &r)).unwrap();
+    assert_eq!(v.answer, before.answer);
+}
