@@ -8,15 +8,18 @@
 //! waiting on a transaction of the block gets its answer. Shares that arrive for heights not
 //! applied yet wait in a bounded buffer; a peer that sends a share for a block already
 //! certified here is sent the certificate (that is how a replica that was behind catches up
-//! on certificates).
+//! on certificates). A height still uncertified [`SHARE_RESEND_AFTER`] after its share left
+//! sends the share again (to at most [`SHARE_RESEND_HEIGHTS_MAX`] heights at a time): a share
+//! or certificate lost in transit, or sent while a restarted replica's connections were still
+//! being made, is asked for again instead of leaving the height uncertified for ever.
 //!
 //! A storage error is fatal: the executor stops, the replica stops signing, and `/readyz`
 //! says why. Nothing is acknowledged that was not durable: answers are built from the store.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use blsttc::{PublicKeySet, SecretKeyShare, SignatureShare};
 use bytes::Bytes;
@@ -35,6 +38,12 @@ use crate::wire::{self, PeerMessage};
 
 /// Heights beyond the applied one for which peers' shares are buffered.
 pub const SHARE_HEIGHTS_AHEAD_MAX: u64 = 1024;
+
+/// How long a height may stay uncertified before this replica sends its share again.
+pub const SHARE_RESEND_AFTER: Duration = Duration::from_secs(1);
+
+/// At most this many heights (the oldest) have their share sent again per resend pass.
+pub const SHARE_RESEND_HEIGHTS_MAX: usize = 64;
 
 /// Inputs of the executor thread.
 pub enum ExecInput {
@@ -110,6 +119,10 @@ struct Pending {
     received: Option<ClusterSignature>,
     /// Request (tx, digest) pairs of the block, to wake waiters.
     requests: Vec<(notary_types::TxId, notary_types::RequestDigest)>,
+    /// This replica's share message, kept to send again while the height is uncertified.
+    share_message: Bytes,
+    /// When the share was last sent.
+    sent_at: Instant,
 }
 
 impl Pending {
@@ -138,13 +151,19 @@ impl<T: Transport> Executor<T> {
                 Err(e) => return self.halt(e),
             }
         }
-        while let Ok(input) = self.rx.recv() {
+        loop {
+            let input = match self.rx.recv_timeout(SHARE_RESEND_AFTER) {
+                Ok(input) => Some(input),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
             let result = match input {
-                ExecInput::Stop => break,
-                ExecInput::Apply {
+                None => Ok(()),
+                Some(ExecInput::Stop) => break,
+                Some(ExecInput::Apply {
                     committed,
                     requests,
-                } => self
+                }) => self
                     .apply(committed, &requests, &mut applied)
                     .and_then(|h| {
                         let Some(h) = h else { return Ok(()) };
@@ -155,11 +174,11 @@ impl<T: Transport> Executor<T> {
                         pending.insert(h, p);
                         Ok(())
                     }),
-                ExecInput::Share {
+                Some(ExecInput::Share {
                     from,
                     height,
                     share,
-                } => {
+                }) => {
                     if let Some(p) = pending.get_mut(&height) {
                         self.add_share(p, from, &share);
                         Ok(())
@@ -172,11 +191,11 @@ impl<T: Transport> Executor<T> {
                         Ok(())
                     }
                 }
-                ExecInput::Certificate {
+                Some(ExecInput::Certificate {
                     from,
                     height,
                     signature,
-                } => {
+                }) => {
                     if let Some(p) = pending.get_mut(&height) {
                         self.accept_certificate(p, from, height, &signature);
                     }
@@ -202,6 +221,25 @@ impl<T: Transport> Executor<T> {
             }
             early.retain(|h, _| *h > applied);
             self.view.send_replace(ExecView { applied, certified });
+            self.resend_stale_shares(&mut pending);
+        }
+    }
+
+    /// Sends again the share of every height (oldest first, bounded) still uncertified
+    /// [`SHARE_RESEND_AFTER`] after it was last sent. A peer still collecting adds it (a
+    /// duplicate is ignored); a peer that certified the height answers with the certificate.
+    fn resend_stale_shares(&self, pending: &mut BTreeMap<u64, Pending>) {
+        let now = Instant::now();
+        for (height, p) in pending
+            .iter_mut()
+            .filter(|(_, p)| now.duration_since(p.sent_at) >= SHARE_RESEND_AFTER)
+            .take(SHARE_RESEND_HEIGHTS_MAX)
+        {
+            tracing::debug!(height, "height still uncertified: share sent again");
+            if let Err(e) = self.transport.broadcast(p.share_message.clone()) {
+                tracing::warn!(error = %e, height, "share not sent again");
+            }
+            p.sent_at = now;
         }
     }
 
@@ -273,7 +311,7 @@ impl<T: Transport> Executor<T> {
             height,
             share: share.to_bytes().to_vec(),
         }));
-        if let Err(e) = self.transport.broadcast(bytes) {
+        if let Err(e) = self.transport.broadcast(bytes.clone()) {
             tracing::warn!(error = %e, height, "share not sent");
         }
         let collector = ShareCollector::new(self.keys.clone(), self.committee, &header)
@@ -286,6 +324,8 @@ impl<T: Transport> Executor<T> {
                 .iter()
                 .map(|r| (r.fields.tx_id, r.fields.digest()))
                 .collect(),
+            share_message: bytes,
+            sent_at: Instant::now(),
         };
         self.add_share_parsed(&mut p, self.me, share);
         Ok(p)
