@@ -50,7 +50,8 @@ async fn status(State(node): State<Arc<Node>>) -> Json<serde_json::Value> {
         "consensus_committed_height": s.committed_height.0,
         "ready": node.not_ready_reason().is_none(),
         "not_ready_reason": node.not_ready_reason(),
-        "requests_in_flight": node.in_flight.load(std::sync::atomic::Ordering::Relaxed),
+        "requests_in_flight": node.admission.in_flight(),
+        "admission_limit": node.admission.limit(),
         "round_changes": {"qc": s.round_changes_qc, "tc": s.round_changes_tc, "timeouts": s.local_timeouts},
         "peers": net.peers.iter().map(|p| json!({
             "id": p.id.0,

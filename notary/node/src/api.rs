@@ -89,12 +89,12 @@ fn store_error(e: notary_core::StoreError) -> ApiError {
     ApiError::unavailable(format!("this replica's storage failed: {e}"), 5)
 }
 
-/// Decrements the in-flight count however the call ends.
+/// Decrements the in-flight gauge however the call ends (the admission ticket gives its
+/// place back the same way).
 struct InFlight<'a>(&'a Node);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.0.metrics.requests_in_flight.dec();
     }
 }
@@ -169,14 +169,11 @@ async fn notarise_inner(
     if let Some(why) = node.not_ready_reason() {
         return Err(ApiError::unavailable(why, 1));
     }
-    let max = node.config.node.batch.max_pending_requests;
-    if node.in_flight.fetch_add(1, Ordering::Relaxed) >= max {
-        node.in_flight.fetch_sub(1, Ordering::Relaxed);
-        return Err(ApiError::overloaded(
-            format!("{max} requests are in flight on this replica; retry shortly or elsewhere"),
-            1,
-        ));
-    }
+    let admitted_at = Instant::now();
+    let _ticket = node
+        .admission
+        .admit(request.fields.requester, admitted_at)
+        .map_err(|refusal| ApiError::overloaded(refusal.to_string(), 1))?;
     node.metrics.requests_in_flight.inc();
     let _guard = InFlight(node);
 
@@ -200,7 +197,11 @@ async fn notarise_inner(
         }
     }
     match tokio::time::timeout(node.config.node.answer_timeout, answer).await {
-        Ok(Ok(Ok(a))) => Ok(a),
+        Ok(Ok(Ok(a))) => {
+            let now = Instant::now();
+            node.admission.answered(now - admitted_at, now);
+            Ok(a)
+        }
         Ok(Ok(Err(rejection))) => Err(rejection_error(rejection)),
         Ok(Err(_)) | Err(_) => {
             node.waiters.cancel(&tx, id);

@@ -148,6 +148,12 @@ pub struct BatchSection {
     pub max_delay: Duration,
     /// Requests admitted but not yet answered, beyond which new ones get `overloaded`.
     pub max_pending_requests: usize,
+    /// The same bound for the requests of one requester (ledger node).
+    pub max_pending_per_requester: usize,
+    /// Queueing-delay target of the adaptive admission limit (see `admission.rs`): when even
+    /// the fastest answers take longer than this, fewer requests are admitted.
+    #[serde(with = "duration_str")]
+    pub max_queue_delay: Duration,
 }
 
 impl Default for BatchSection {
@@ -156,6 +162,8 @@ impl Default for BatchSection {
             max_requests: 2000,
             max_delay: Duration::from_millis(5),
             max_pending_requests: 50_000,
+            max_pending_per_requester: 10_000,
+            max_queue_delay: Duration::from_millis(500),
         }
     }
 }
@@ -352,6 +360,19 @@ impl Config {
             return bad(format!(
                 "batch.max_requests ({}) must be > 0 and ≤ batch.max_pending_requests ({})",
                 b.max_requests, b.max_pending_requests
+            ));
+        }
+        if b.max_pending_per_requester == 0 || b.max_pending_per_requester > b.max_pending_requests
+        {
+            return bad(format!(
+                "batch.max_pending_per_requester ({}) must be > 0 and ≤ batch.max_pending_requests ({})",
+                b.max_pending_per_requester, b.max_pending_requests
+            ));
+        }
+        if b.max_queue_delay < Duration::from_millis(10) {
+            return bad(format!(
+                "batch.max_queue_delay ({:?}) must be at least 10ms",
+                b.max_queue_delay
             ));
         }
         Ok(())

@@ -11,7 +11,7 @@
 //!   answering waiting clients;
 //! * [`mempool`] — batches waiting for a block; the consensus `Application`;
 //! * [`wire`] — every message between replicas;
-//! * [`api`], [`admin`] — the HTTP listeners;
+//! * [`api`], [`admin`] — the HTTP listeners; [`admission`] — when to answer `overloaded`;
 //! * [`config`], [`keys`], [`setup`] — the home directory, key files and set-up verbs;
 //! * [`dkg`] — the key ceremony verbs (`notaryd dkg online|offline|verify`);
 //! * [`localnet`], [`demo`] — a cluster of real processes for the demo and the e2e tests.
@@ -19,6 +19,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod admission;
 pub mod api;
 pub mod api_error;
 pub mod config;

@@ -14,7 +14,7 @@
 //! writing (a block write is atomic anyway), close the transport, exit 0.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +28,7 @@ use notary_types::{ClusterId, NotarisationRequest, RequesterKey};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch};
 
+use crate::admission::{Admission, Bounds};
 use crate::config::Config;
 use crate::driver::{decode_committed, decode_safety, ConsensusView, Driver, DriverInput};
 use crate::executor::{ExecInput, ExecView, Executor};
@@ -224,7 +225,14 @@ async fn run_async(config: Config) -> Result<()> {
         store: store.clone(),
         metrics: metrics.clone(),
         waiters: waiters.clone(),
-        in_flight: AtomicUsize::new(0),
+        admission: Admission::new(
+            Bounds {
+                max_total: config.node.batch.max_pending_requests,
+                max_per_requester: config.node.batch.max_pending_per_requester,
+                target: config.node.batch.max_queue_delay,
+            },
+            std::time::Instant::now(),
+        ),
         consensus: consensus_view.clone(),
         exec: exec_view_rx,
         exec_halted: exec_halted.clone(),

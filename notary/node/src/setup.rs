@@ -136,6 +136,8 @@ max_clock_drift = "500ms"   # refuse to vote for a block timestamp further ahead
 max_requests = 2000          # a batch is sealed at this many requests...
 max_delay = "5ms"            # ...or when its oldest request has waited this long
 max_pending_requests = 50000 # beyond this many in flight, answer 503 overloaded
+max_pending_per_requester = 10000 # the same bound per ledger node (requester key)
+max_queue_delay = "500ms"    # admit fewer when even the fastest answers take longer
 "#
     )
 }

@@ -1,7 +1,7 @@
 //! What the replica's tasks share: the node context and the clients waiting for answers.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use blsttc::PublicKeySet;
@@ -11,6 +11,7 @@ use notary_types::{ClusterId, NotarisationAnswer, NotarisationRequest, RequestDi
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::admission::Admission;
 use crate::config::Config;
 use crate::driver::ConsensusView;
 use crate::executor::ExecView;
@@ -103,8 +104,8 @@ pub struct Node {
     pub metrics: Arc<Metrics>,
     /// Clients waiting for answers.
     pub waiters: Arc<Waiters>,
-    /// Requests admitted and not yet answered.
-    pub in_flight: AtomicUsize,
+    /// Requests admitted and not yet answered, and the bounds on them.
+    pub admission: Admission,
     /// The consensus thread's published view.
     pub consensus: Arc<Mutex<ConsensusView>>,
     /// The executor's progress.

@@ -1,0 +1,289 @@
+//! Admission control: how many notarisation requests a replica takes in before it answers
+//! `overloaded` (503 with `Retry-After`) at once, instead of letting a queue grow until
+//! clients time out.
+//!
+//! Three bounds, checked in this order when a request arrives:
+//! 1. **Per requester**: at most `batch.max_pending_per_requester` requests of one ledger node
+//!    (one requester key) in flight on this replica, so one busy or broken client cannot take
+//!    the whole queue.
+//! 2. **Hard cap**: at most `batch.max_pending_requests` in flight in all.
+//! 3. **Adaptive limit** (AIMD on queueing delay, in the spirit of CoDel): every window of
+//!    `batch.max_queue_delay`, if even the fastest request answered in the window took longer
+//!    than `max_queue_delay` (a standing queue, not a burst), the limit falls to 70 % of the
+//!    requests in flight; if the limit was reached while answers stayed fast, it rises by a
+//!    tenth. So under overload the replica keeps about `throughput × max_queue_delay` requests
+//!    in flight: enough to keep every block full, few enough that an admitted request is
+//!    answered well within the client's timeout.
+//!
+//! A [`Ticket`] is held for as long as the request is in flight and releases its place when
+//! dropped, however the call ends.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use notary_types::RequesterKey;
+use parking_lot::Mutex;
+
+/// The adaptive limit never falls below this many requests in flight.
+pub const LIMIT_FLOOR: usize = 64;
+
+/// Why a request was not admitted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The requester already has its most requests in flight here.
+    #[error(
+        "this requester has {max} requests in flight on this replica (its limit); retry shortly"
+    )]
+    Requester {
+        /// The per-requester bound.
+        max: usize,
+    },
+    /// The replica holds its most requests in flight.
+    #[error("{max} requests are in flight on this replica; retry shortly or elsewhere")]
+    Full {
+        /// The bound that was hit.
+        max: usize,
+    },
+    /// Requests queue longer than the target delay: the replica is past its capacity.
+    #[error(
+        "this replica is past its capacity ({in_flight} in flight, answers slower than {target_ms} ms); retry shortly or elsewhere"
+    )]
+    Saturated {
+        /// Requests in flight.
+        in_flight: usize,
+        /// The queueing-delay target in milliseconds.
+        target_ms: u64,
+    },
+}
+
+/// The bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    /// Hard cap on requests in flight.
+    pub max_total: usize,
+    /// Cap per requester key.
+    pub max_per_requester: usize,
+    /// Queueing-delay target; also the length of a measuring window.
+    pub target: Duration,
+}
+
+struct Inner {
+    total: usize,
+    by_requester: HashMap<RequesterKey, usize>,
+    limit: usize,
+    limit_reached: bool,
+    window_start: Instant,
+    window_min: Option<Duration>,
+}
+
+/// The admission state of one replica.
+pub struct Admission {
+    bounds: Bounds,
+    inner: Mutex<Inner>,
+}
+
+/// A place in flight; released on drop.
+pub struct Ticket<'a> {
+    admission: &'a Admission,
+    requester: RequesterKey,
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        let mut s = self.admission.inner.lock();
+        s.total = s.total.saturating_sub(1);
+        if let Some(c) = s.by_requester.get_mut(&self.requester) {
+            *c -= 1;
+            if *c == 0 {
+                s.by_requester.remove(&self.requester);
+            }
+        }
+    }
+}
+
+impl Admission {
+    /// Admission with these bounds; the adaptive limit starts at the hard cap.
+    pub fn new(bounds: Bounds, now: Instant) -> Self {
+        Self {
+            bounds,
+            inner: Mutex::new(Inner {
+                total: 0,
+                by_requester: HashMap::new(),
+                limit: bounds.max_total,
+                limit_reached: false,
+                window_start: now,
+                window_min: None,
+            }),
+        }
+    }
+
+    /// Takes a place for a request of `requester`, or says why not.
+    pub fn admit(&self, requester: RequesterKey, now: Instant) -> Result<Ticket<'_>, Refusal> {
+        let mut s = self.inner.lock();
+        self.roll_window(&mut s, now);
+        let mine = s.by_requester.get(&requester).copied().unwrap_or(0);
+        if mine >= self.bounds.max_per_requester {
+            return Err(Refusal::Requester {
+                max: self.bounds.max_per_requester,
+            });
+        }
+        if s.total >= self.bounds.max_total {
+            return Err(Refusal::Full {
+                max: self.bounds.max_total,
+            });
+        }
+        if s.total >= s.limit {
+            s.limit_reached = true;
+            return Err(Refusal::Saturated {
+                in_flight: s.total,
+                target_ms: self.bounds.target.as_millis() as u64,
+            });
+        }
+        s.total += 1;
+        *s.by_requester.entry(requester).or_insert(0) += 1;
+        Ok(Ticket {
+            admission: self,
+            requester,
+        })
+    }
+
+    /// Records how long an admitted request waited for its answer.
+    pub fn answered(&self, waited: Duration, now: Instant) {
+        let mut s = self.inner.lock();
+        self.roll_window(&mut s, now);
+        s.window_min = Some(s.window_min.map_or(waited, |m| m.min(waited)));
+    }
+
+    /// The adaptive limit now.
+    pub fn limit(&self) -> usize {
+        self.inner.lock().limit
+    }
+
+    /// Requests in flight now.
+    pub fn in_flight(&self) -> usize {
+        self.inner.lock().total
+    }
+
+    fn roll_window(&self, s: &mut Inner, now: Instant) {
+        if now.saturating_duration_since(s.window_start) < self.bounds.target {
+            return;
+        }
+        let max = self.bounds.max_total;
+        match s.window_min {
+            // A standing queue: even the fastest answer waited too long.
+            Some(min) if min > self.bounds.target => {
+                s.limit = (s.total * 7 / 10).clamp(LIMIT_FLOOR.min(max), max);
+            }
+            // Fast answers while the limit was binding: allow a little more.
+            Some(_) if s.limit_reached => {
+                s.limit = (s.limit + (s.limit / 10).max(LIMIT_FLOOR)).min(max);
+            }
+            // Nothing answered and nothing in flight: idle, start again from the cap.
+            None if s.total == 0 => s.limit = max,
+            _ => {}
+        }
+        s.limit_reached = false;
+        s.window_start = now;
+        s.window_min = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn bounds() -> Bounds {
+        Bounds {
+            max_total: 1000,
+            max_per_requester: 300,
+            target: 100 * MS,
+        }
+    }
+
+    fn key(b: u8) -> RequesterKey {
+        RequesterKey([b; 32])
+    }
+
+    #[test]
+    fn one_requester_cannot_take_the_whole_queue() {
+        let t0 = Instant::now();
+        let a = Admission::new(bounds(), t0);
+        let held: Vec<_> = (0..300).map(|_| a.admit(key(1), t0).unwrap()).collect();
+        assert_eq!(
+            a.admit(key(1), t0).err(),
+            Some(Refusal::Requester { max: 300 })
+        );
+        assert!(
+            a.admit(key(2), t0).is_ok(),
+            "another requester still gets in"
+        );
+        drop(held);
+        assert_eq!(a.in_flight(), 0, "tickets give their places back");
+        assert!(a.admit(key(1), t0).is_ok());
+    }
+
+    #[test]
+    fn the_hard_cap_holds() {
+        let t0 = Instant::now();
+        let a = Admission::new(bounds(), t0);
+        let held: Vec<_> = (0..1000)
+            .map(|i| a.admit(key((i % 4) as u8), t0).unwrap())
+            .collect();
+        assert_eq!(a.admit(key(9), t0).err(), Some(Refusal::Full { max: 1000 }));
+        assert_eq!(held.len(), 1000);
+    }
+
+    #[test]
+    fn a_standing_queue_lowers_the_limit_and_fast_answers_raise_it_again() {
+        let t0 = Instant::now();
+        let a = Admission::new(bounds(), t0);
+        let held: Vec<_> = (0..500)
+            .map(|i| a.admit(key((i % 4) as u8), t0).unwrap())
+            .collect();
+        // Every answer in the window waited longer than the target: a standing queue.
+        a.answered(250 * MS, t0 + 50 * MS);
+        a.answered(180 * MS, t0 + 60 * MS);
+        // The next arrival closes the window: the limit falls to 70 % of those in flight.
+        let refused = a.admit(key(5), t0 + 120 * MS);
+        assert_eq!(a.limit(), 350);
+        assert_eq!(
+            refused.err(),
+            Some(Refusal::Saturated {
+                in_flight: 500,
+                target_ms: 100
+            })
+        );
+        drop(held);
+        // Fast answers while the limit binds: it rises by a tenth (at least the floor).
+        let held: Vec<_> = (0..350)
+            .map(|i| a.admit(key((i % 4) as u8), t0 + 130 * MS).unwrap())
+            .collect();
+        assert!(a.admit(key(5), t0 + 140 * MS).is_err(), "limit binds");
+        a.answered(20 * MS, t0 + 150 * MS);
+        let more = a.admit(key(5), t0 + 230 * MS);
+        assert_eq!(a.limit(), 350 + 64);
+        assert!(more.is_ok(), "room again");
+        drop(held);
+    }
+
+    #[test]
+    fn an_idle_replica_starts_again_from_the_cap_and_never_below_the_floor() {
+        let t0 = Instant::now();
+        let a = Admission::new(bounds(), t0);
+        {
+            let _one = a.admit(key(1), t0).unwrap();
+            a.answered(500 * MS, t0 + 10 * MS);
+            let _ = a.admit(key(1), t0 + 150 * MS);
+            assert_eq!(
+                a.limit(),
+                LIMIT_FLOOR,
+                "70 % of 1 in flight is raised to the floor"
+            );
+        }
+        // A window with nothing answered and nothing in flight resets the limit.
+        let _ = a.admit(key(1), t0 + 300 * MS);
+        assert_eq!(a.limit(), 1000);
+    }
+}
