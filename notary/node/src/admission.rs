@@ -7,18 +7,20 @@
 //!    (one requester key) in flight on this replica, so one busy or broken client cannot take
 //!    the whole queue.
 //! 2. **Hard cap**: at most `batch.max_pending_requests` in flight in all.
-//! 3. **Adaptive limit** (AIMD on queueing delay, in the spirit of CoDel): every window of
-//!    `batch.max_queue_delay`, if even the fastest request answered in the window took longer
-//!    than `max_queue_delay` (a standing queue, not a burst), the limit falls to 70 % of the
+//! 3. **Adaptive limit** (AIMD on queueing delay, in the spirit of CoDel and of TCP Vegas):
+//!    every window of `batch.max_queue_delay`, the fastest answer of the window is compared
+//!    with the fastest of the last [`BASE_WINDOWS`] windows (the cluster's own latency without
+//!    a queue, whatever the machine). If even the fastest answer waited `max_queue_delay`
+//!    longer than that (a standing queue, not a burst), the limit falls to 70 % of the
 //!    requests in flight; if the limit was reached while answers stayed fast, it rises by a
 //!    tenth. So under overload the replica keeps about `throughput × max_queue_delay` requests
-//!    in flight: enough to keep every block full, few enough that an admitted request is
+//!    queued: enough to keep every block full, few enough that an admitted request is
 //!    answered well within the client's timeout.
 //!
 //! A [`Ticket`] is held for as long as the request is in flight and releases its place when
 //! dropped, however the call ends.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use notary_types::RequesterKey;
@@ -26,6 +28,9 @@ use parking_lot::Mutex;
 
 /// The adaptive limit never falls below this many requests in flight.
 pub const LIMIT_FLOOR: usize = 64;
+
+/// Windows over which the latency without a queue (the base) is the minimum.
+pub const BASE_WINDOWS: usize = 32;
 
 /// Why a request was not admitted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -74,6 +79,8 @@ struct Inner {
     limit_reached: bool,
     window_start: Instant,
     window_min: Option<Duration>,
+    /// The fastest answer of each of the last windows that had answers.
+    recent_mins: VecDeque<Duration>,
 }
 
 /// The admission state of one replica.
@@ -113,6 +120,7 @@ impl Admission {
                 limit_reached: false,
                 window_start: now,
                 window_min: None,
+                recent_mins: VecDeque::with_capacity(BASE_WINDOWS),
             }),
         }
     }
@@ -169,9 +177,18 @@ impl Admission {
             return;
         }
         let max = self.bounds.max_total;
+        let base = s.recent_mins.iter().min().copied();
+        if let Some(min) = s.window_min {
+            if s.recent_mins.len() == BASE_WINDOWS {
+                s.recent_mins.pop_front();
+            }
+            s.recent_mins.push_back(min);
+        }
+        // Without a base yet (the first window of answers) nothing counts as queued.
+        let queued = |min: Duration| base.map_or(Duration::ZERO, |b| min.saturating_sub(b));
         match s.window_min {
-            // A standing queue: even the fastest answer waited too long.
-            Some(min) if min > self.bounds.target => {
+            // A standing queue: even the fastest answer waited too long beyond the base.
+            Some(min) if queued(min) > self.bounds.target => {
                 s.limit = (s.total * 7 / 10).clamp(LIMIT_FLOOR.min(max), max);
             }
             // Fast answers while the limit was binding: allow a little more.
@@ -237,12 +254,16 @@ mod tests {
 
     #[test]
     fn a_standing_queue_lowers_the_limit_and_fast_answers_raise_it_again() {
-        let t0 = Instant::now();
-        let a = Admission::new(bounds(), t0);
+        let start = Instant::now();
+        let a = Admission::new(bounds(), start);
+        // A first window: the cluster answers in 30 ms without a queue (the base).
+        a.answered(30 * MS, start + 10 * MS);
+        let t0 = start + 100 * MS;
         let held: Vec<_> = (0..500)
             .map(|i| a.admit(key((i % 4) as u8), t0).unwrap())
             .collect();
-        // Every answer in the window waited longer than the target: a standing queue.
+        assert_eq!(a.limit(), 1000);
+        // Every answer in the next window waited more than the target beyond the base.
         a.answered(250 * MS, t0 + 50 * MS);
         a.answered(180 * MS, t0 + 60 * MS);
         // The next arrival closes the window: the limit falls to 70 % of those in flight.
@@ -269,13 +290,31 @@ mod tests {
     }
 
     #[test]
+    fn a_slow_cluster_without_a_queue_keeps_its_limit() {
+        // Answers take 800 ms (a loaded machine, a slow disk) but do not grow: no queue.
+        let t0 = Instant::now();
+        let a = Admission::new(bounds(), t0);
+        let held: Vec<_> = (0..900)
+            .map(|i| a.admit(key((i % 4) as u8), t0).unwrap())
+            .collect();
+        for w in 0..10u32 {
+            a.answered((800 + w) * MS, t0 + (w * 100 + 50) * MS);
+            let _ = a.admit(key(9), t0 + (w * 100 + 100) * MS);
+        }
+        assert_eq!(a.limit(), 1000);
+        drop(held);
+    }
+
+    #[test]
     fn an_idle_replica_starts_again_from_the_cap_and_never_below_the_floor() {
         let t0 = Instant::now();
         let a = Admission::new(bounds(), t0);
         {
             let _one = a.admit(key(1), t0).unwrap();
-            a.answered(500 * MS, t0 + 10 * MS);
-            let _ = a.admit(key(1), t0 + 150 * MS);
+            a.answered(20 * MS, t0 + 5 * MS);
+            let _ = a.admit(key(1), t0 + 100 * MS);
+            a.answered(500 * MS, t0 + 110 * MS);
+            let _ = a.admit(key(1), t0 + 250 * MS);
             assert_eq!(
                 a.limit(),
                 LIMIT_FLOOR,
@@ -283,7 +322,7 @@ mod tests {
             );
         }
         // A window with nothing answered and nothing in flight resets the limit.
-        let _ = a.admit(key(1), t0 + 300 * MS);
+        let _ = a.admit(key(1), t0 + 400 * MS);
         assert_eq!(a.limit(), 1000);
     }
 }
