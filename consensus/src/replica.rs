@@ -119,6 +119,15 @@ pub trait Application {
     /// uncommitted non-empty block exists) the round timer runs; otherwise the cluster idles
     /// without timeouts.
     fn has_pending_work(&self) -> bool;
+    /// Whether the application can take another block now (execution keeps up). A leader
+    /// told `false` holds its proposal, empty or not, until a later event (the driver sends
+    /// [`Event::PayloadReady`] once the application is ready again). Pacing proposals by
+    /// execution makes blocks grow with the load instead of queueing many small blocks
+    /// behind a slower stage; holding must stay far shorter than the round timeout.
+    /// Default: always ready.
+    fn ready_to_propose(&mut self) -> bool {
+        true
+    }
 }
 
 /// Durable state handed to [`Replica::new`] after a restart.

@@ -483,6 +483,9 @@ impl Replica {
         if self.leader(round).leader != self.cfg.me || self.proposed_in >= round {
             return;
         }
+        if !app.ready_to_propose() {
+            return;
+        }
         let tc = if self.high_qc.round().next() == round {
             None
         } else {

@@ -154,6 +154,9 @@ pub struct BatchSection {
     /// the fastest answers take longer than this, fewer requests are admitted.
     #[serde(with = "duration_str")]
     pub max_queue_delay: Duration,
+    /// As leader, propose only while fewer committed blocks than this wait for their
+    /// certificate (`mempool.rs`, pacing); 0 turns pacing off.
+    pub pipeline_blocks: u64,
 }
 
 impl Default for BatchSection {
@@ -164,6 +167,7 @@ impl Default for BatchSection {
             max_pending_requests: 50_000,
             max_pending_per_requester: 10_000,
             max_queue_delay: Duration::from_millis(500),
+            pipeline_blocks: 3,
         }
     }
 }

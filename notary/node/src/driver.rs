@@ -54,6 +54,9 @@ const SYNC_RESPONSE_BYTES_MAX: usize = 6 << 20;
 /// newer does not answer.
 const SYNC_PROBE_INTERVAL: Duration = Duration::from_secs(2);
 
+/// While a proposal is held for the certificate pipeline, how often it is offered again.
+const PACING_POLL: Duration = Duration::from_millis(2);
+
 /// This replica's wall clock, in ms since the Unix epoch: the only clock consensus sees.
 pub fn now_ms() -> TimeMs {
     TimeMs(
@@ -145,7 +148,12 @@ impl<T: Transport> Driver<T> {
                 next_probe = Instant::now() + SYNC_PROBE_INTERVAL;
                 continue;
             }
-            let wait = until_timer.min(until_probe);
+            let mut wait = until_timer.min(until_probe);
+            if self.mempool.is_holding() {
+                // A proposal waits for the certificate pipeline (mempool pacing): look again
+                // soon, whatever else happens.
+                wait = wait.min(PACING_POLL);
+            }
             let event = match self.rx.recv_timeout(wait) {
                 Ok(DriverInput::Stop) | Err(RecvTimeoutError::Disconnected) => break,
                 Ok(DriverInput::Consensus(m)) => Event::Message(*m),
@@ -159,6 +167,8 @@ impl<T: Transport> Driver<T> {
                     if deadline.is_some_and(|d| now_ms() >= d) {
                         deadline = None;
                         Event::TimerFired
+                    } else if self.mempool.take_held() {
+                        Event::PayloadReady
                     } else {
                         continue;
                     }

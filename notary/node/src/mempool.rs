@@ -9,6 +9,14 @@
 //!   the stateless checks; batches it already holds are known good and cost a lookup.
 //! * A batch leaves only when a block carrying it commits ([`Mempool::take_committed`]); a
 //!   batch in an abandoned fork stays and is proposed again.
+//! * **Pacing**: as leader, this replica proposes only while fewer than
+//!   `batch.pipeline_blocks` (default 3) committed blocks wait for their certificate
+//!   (`ready_to_propose`). Certifying costs milliseconds of BLS work per block, whatever its
+//!   size, while a consensus round on a LAN takes about one; without pacing, a loaded cluster
+//!   commits many small blocks that queue behind the executor. With it, requests gather in
+//!   the mempool while the pipeline is full, so blocks grow with the load and each
+//!   certificate covers more requests. A replica far behind (catching up after a restart) is
+//!   not paced: holding its proposals would only cost the cluster round timeouts.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -16,10 +24,17 @@ use std::sync::Arc;
 use notary_consensus::{Application, Block, BlockId, Height};
 use notary_core::{check_batch, ClusterPolicy, VerifiedRequest};
 use notary_types::NotarisationRequest;
+use tokio::sync::watch;
+
+use crate::executor::ExecView;
 
 use crate::wire::{
     decode_payload, encode_payload, Batch, BatchDigest, Payload, PAYLOAD_BATCHES_MAX,
 };
+
+/// Beyond this many committed blocks waiting for certificates, the replica is catching up,
+/// not pacing: it proposes anyway.
+pub const CATCH_UP_BLOCKS: u64 = 64;
 
 /// The most batches the mempool holds; beyond it, peers' batches are refused (own batches are
 /// bounded earlier, by admission control).
@@ -83,6 +98,8 @@ pub struct MempoolStats {
     pub refused_full: u64,
     /// Batches checked on the consensus thread (not seen before the block).
     pub late_checks: u64,
+    /// Times a proposal was held because the certificate pipeline was full.
+    pub proposals_held: u64,
 }
 
 /// Checked batches waiting for, or carried by, uncommitted blocks.
@@ -96,6 +113,13 @@ pub struct Mempool {
     /// or a block at their height commits instead (an abandoned fork).
     by_block: HashMap<BlockId, (Height, Vec<BatchDigest>)>,
     next_seq: u64,
+    /// Pacing: the executor's progress, if proposals are paced by it, and how many
+    /// committed blocks may wait for certificates.
+    exec: Option<(watch::Receiver<ExecView>, u64)>,
+    /// Height of the last block handed over by `take_committed`.
+    committed_height: u64,
+    /// A proposal was held and the driver should offer the chance again.
+    held: bool,
     /// Counters.
     pub stats: MempoolStats,
 }
@@ -109,8 +133,36 @@ impl Mempool {
             batches: HashMap::new(),
             by_block: HashMap::new(),
             next_seq: 0,
+            exec: None,
+            committed_height: 0,
+            held: false,
             stats: MempoolStats::default(),
         }
+    }
+
+    /// Paces proposals by the executor's progress (module doc): at most `pipeline_blocks`
+    /// (0: no pacing) committed blocks waiting for certificates; `committed_height` is the
+    /// height of the last committed block at start.
+    pub fn paced_by(
+        mut self,
+        exec: watch::Receiver<ExecView>,
+        pipeline_blocks: u64,
+        committed_height: u64,
+    ) -> Self {
+        self.exec = (pipeline_blocks > 0).then_some((exec, pipeline_blocks));
+        self.committed_height = committed_height;
+        self
+    }
+
+    /// Whether a proposal was held since the last call: the driver then offers consensus the
+    /// chance to propose again shortly ([`Event::PayloadReady`](notary_consensus::Event)).
+    pub fn take_held(&mut self) -> bool {
+        std::mem::take(&mut self.held)
+    }
+
+    /// Whether a proposal is being held now.
+    pub fn is_holding(&self) -> bool {
+        self.held
     }
 
     /// Batches waiting to be proposed.
@@ -149,6 +201,7 @@ impl Mempool {
     /// The checked requests of a committed block, in block order; forgets its batches.
     /// A batch this replica never saw (a block learnt by catch-up) is checked here.
     pub fn take_committed(&mut self, block: &Block) -> Vec<VerifiedRequest> {
+        self.committed_height = self.committed_height.max(block.height().0);
         self.by_block.remove(&block.id());
         self.forget_forks(block.height());
         let Ok(payload) = decode_payload(&block.payload) else {
@@ -261,5 +314,70 @@ impl Application for Mempool {
 
     fn has_pending_work(&self) -> bool {
         !self.queue.is_empty()
+    }
+
+    fn ready_to_propose(&mut self) -> bool {
+        let Some((exec, pipeline_blocks)) = &self.exec else {
+            return true;
+        };
+        let certified = exec.borrow().certified;
+        let waiting = self.committed_height.saturating_sub(certified);
+        let ready = waiting < *pipeline_blocks || waiting > CATCH_UP_BLOCKS;
+        if !ready {
+            self.held = true;
+            self.stats.proposals_held += 1;
+        }
+        ready
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notary_types::ClusterId;
+
+    fn mempool(committed: u64, certified: u64) -> (Mempool, watch::Sender<ExecView>) {
+        let policy = ClusterPolicy::new(ClusterId::new("pacing").unwrap(), []).unwrap();
+        let (tx, rx) = watch::channel(ExecView {
+            applied: committed,
+            certified,
+        });
+        (
+            Mempool::new(Arc::new(policy)).paced_by(rx, 3, committed),
+            tx,
+        )
+    }
+
+    #[test]
+    fn a_full_certificate_pipeline_holds_the_proposal_until_it_drains() {
+        let (mut m, exec) = mempool(10, 7);
+        assert!(!m.ready_to_propose(), "three blocks wait for certificates");
+        assert!(m.is_holding());
+        assert!(
+            m.take_held(),
+            "the driver is told to offer the proposal again"
+        );
+        assert!(!m.take_held(), "once");
+        exec.send_replace(ExecView {
+            applied: 10,
+            certified: 8,
+        });
+        assert!(m.ready_to_propose(), "two waiting: room in the pipeline");
+        assert!(!m.is_holding());
+        assert_eq!(m.stats.proposals_held, 1);
+    }
+
+    #[test]
+    fn a_replica_catching_up_and_an_unpaced_mempool_always_propose() {
+        let (mut m, _exec) = mempool(1000, 10);
+        assert!(m.ready_to_propose(), "far behind: catching up, not pacing");
+        let policy = Arc::new(ClusterPolicy::new(ClusterId::new("pacing").unwrap(), []).unwrap());
+        assert!(Mempool::new(policy.clone()).ready_to_propose());
+        let (_tx, rx) = watch::channel(ExecView::default());
+        let mut off = Mempool::new(policy).paced_by(rx, 0, 10);
+        assert!(
+            off.ready_to_propose(),
+            "pipeline_blocks = 0 turns pacing off"
+        );
     }
 }

@@ -262,9 +262,14 @@ async fn run_async(config: Config) -> Result<()> {
             let _span = tracing::info_span!("executor", replica = me.0).entered();
             executor.run()
         })?;
+    let committed_height = replica.committed().height().0;
     let driver = Driver {
         replica,
-        mempool: Mempool::new(policy.clone()),
+        mempool: Mempool::new(policy.clone()).paced_by(
+            node.exec.clone(),
+            config.node.batch.pipeline_blocks,
+            committed_height,
+        ),
         rx: driver_rx,
         exec: exec_tx.clone(),
         store,
