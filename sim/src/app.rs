@@ -85,8 +85,7 @@ impl SimApp {
     /// The checked requests of a committed block, in block order; forgets its batches.
     pub fn take_committed(&mut self, block: &Block) -> Vec<VerifiedRequest> {
         self.by_block.remove(&block.id());
-        let h = block.height();
-        self.by_block.retain(|_, (bh, _)| *bh > h);
+        self.forget_forks(block.height());
         let Ok(batches) = decode_payload(&block.payload) else {
             return Vec::new();
         };
@@ -108,6 +107,33 @@ impl SimApp {
             out.extend(checked.requests.iter().cloned());
         }
         out
+    }
+}
+
+impl SimApp {
+    /// Blocks at or below a committed height that did not commit are abandoned: forget them,
+    /// and the batches only they carried that were never queued here (queued ones stay, to be
+    /// proposed again). Without this, a batch learnt from an abandoned block stays known but
+    /// unqueued for ever: a client's retry of its request is then refused as a duplicate and
+    /// the request is never proposed again (seed 877 with a `ForkOnOldQc` leader, whose
+    /// ignored votes abandon blocks).
+    fn forget_forks(&mut self, committed: Height) {
+        let stale: Vec<BlockId> = self
+            .by_block
+            .iter()
+            .filter(|(_, (h, _))| *h <= committed)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            let Some((_, digests)) = self.by_block.remove(&id) else {
+                continue;
+            };
+            for d in digests {
+                if matches!(self.batches.get(&d), Some((_, None))) {
+                    self.batches.remove(&d);
+                }
+            }
+        }
     }
 }
 

@@ -12,6 +12,8 @@
 //! - `same-answer`: every replica and every retry gives the same leaf for one request;
 //! - `one-vote`: no honest replica signs two different votes for one round, across restarts;
 //! - `persist-before-send`: no honest vote leaves before the record that allows it is durable;
+//! - `locked-round`: no honest replica signs a vote for a block whose QC is below the locked
+//!   round of its last durable safety record (vote rule 2, read from what it persists);
 //! - `acknowledged`: every acknowledged notarisation is in every honest replica's store after
 //!   the liveness phase, with the same leaf;
 //! - `model`: the committed order replayed through [`crate::model::Model`] gives every
@@ -21,7 +23,7 @@
 
 use std::collections::BTreeMap;
 
-use notary_consensus::{Block, BlockId, CommitProof, Committee, Round};
+use notary_consensus::{Block, BlockId, CommitProof, Committee, Round, VoteData};
 use notary_core::{BlockRecord, Resolution};
 use notary_types::{
     BlockHeader, Leaf, NotarisationAnswer, Outcome, RequestDigest, RequestFields, StateRef, TxId,
@@ -193,6 +195,21 @@ impl Checker {
                 format!(
                     "honest replica {replica} signed two votes in round {}",
                     round.0
+                ),
+            );
+        }
+    }
+
+    /// An honest replica made a new vote durable (`vote`) while its previous durable record
+    /// held the lock `locked_round`. The vote's `parent_round` is the round of the block's QC.
+    pub fn on_new_vote(&mut self, replica: u16, vote: &VoteData, locked_round: Round) {
+        if vote.parent_round < locked_round {
+            self.fail(
+                "locked-round",
+                format!(
+                    "honest replica {replica} voted in round {} for a block on a QC of round {}, \
+                     below its locked round {}",
+                    vote.round.0, vote.parent_round.0, locked_round.0
                 ),
             );
         }

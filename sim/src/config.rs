@@ -28,10 +28,15 @@ pub enum Behaviour {
     Malformed,
     /// Restarts (often) with its safety record wiped.
     WipeSafety,
+    /// As leader of a round entered through a timeout certificate, proposes (signed, with a
+    /// valid payload) on a QC older than its own highest one instead, abandoning certified
+    /// blocks: either the oldest QC the TC still allows, or one below the TC's highest QC (the
+    /// lock violation that vote rules 2 and 3 refuse). Also votes for its fork, not its block.
+    ForkOnOldQc,
 }
 
 /// Every behaviour, for drawing subsets.
-pub const BEHAVIOURS: [Behaviour; 8] = [
+pub const BEHAVIOURS: [Behaviour; 9] = [
     Behaviour::Equivocate,
     Behaviour::DoubleVote,
     Behaviour::WithholdVotes,
@@ -40,6 +45,7 @@ pub const BEHAVIOURS: [Behaviour; 8] = [
     Behaviour::Replay,
     Behaviour::Malformed,
     Behaviour::WipeSafety,
+    Behaviour::ForkOnOldQc,
 ];
 
 /// The network, disk and process faults of one seed. A rate of 0 turns a fault off.

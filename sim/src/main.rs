@@ -61,7 +61,8 @@ fn describe(r: &RunReport) -> String {
     let s = &r.stats;
     format!(
         "seed {} n={} byz={:?} twins={:?} real_bls={} sim={}s events={} height={} requests={} \
-         answers={} crashes={} partitions={} pauses={} dropped={} live_at={:?} trace={}",
+         answers={} crashes={} partitions={} pauses={} dropped={} forks={}/{} below_lock={} \
+         live_at={:?} trace={}",
         r.seed,
         r.config.n,
         r.config.byzantine,
@@ -76,6 +77,9 @@ fn describe(r: &RunReport) -> String {
         s.partitions,
         s.pauses,
         s.dropped,
+        s.forks_below_tc,
+        s.forks,
+        s.below_lock,
         s.live_at_ms,
         hex(&r.trace_hash[..8]),
     )

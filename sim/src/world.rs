@@ -19,8 +19,8 @@ use std::rc::Rc;
 
 use ed25519_dalek::SigningKey;
 use notary_consensus::{
-    Action, CommittedBlock, Committee, Config, Event, Message, Recovery, Replica, ReplicaId, Round,
-    SafetyData, SyncRequest, SyncResponse, TimeMs,
+    Action, BlockId, CommittedBlock, Committee, Config, Event, Message, Proposal, QuorumCert,
+    Recovery, Replica, ReplicaId, Round, SafetyData, SyncRequest, SyncResponse, TimeMs,
 };
 use notary_core::{
     answer_for_request, apply_committed_block, tx_status, ClusterPolicy, MemStore, Store, TxStatus,
@@ -182,6 +182,8 @@ struct Node {
     clock: (i64, i64),
     timer: Option<TimeMs>,
     durable_round: Round,
+    /// The locked round of the last durable safety record.
+    durable_lock: Round,
     apply_at: Ms,
     applied: u64,
     pending: BTreeMap<u64, Pending>,
@@ -191,6 +193,11 @@ struct Node {
     waiters: BTreeMap<(TxId, RequestDigest), BTreeSet<usize>>,
     log: Vec<(u16, Packet)>,
     probe_turn: usize,
+    /// QCs seen, by round (kept only by a `ForkOnOldQc` replica).
+    qcs: BTreeMap<Round, QuorumCert>,
+    /// The last proposal a `ForkOnOldQc` replica rewrote: the original block's id and the fork
+    /// sent instead (`None`: it found no older QC), so every peer gets the same one.
+    fork: Option<(BlockId, Option<Proposal>)>,
 }
 
 struct ClientReq {
@@ -223,6 +230,13 @@ pub struct Stats {
     pub undecodable: u64,
     /// Invalid shares attributed.
     pub invalid_shares: u64,
+    /// Proposals a `ForkOnOldQc` leader rewrote onto an older QC.
+    pub forks: u64,
+    /// Of those, forks on a QC below their TC's highest QC (`Block::verify` refuses them).
+    pub forks_below_tc: u64,
+    /// Proposals delivered to an honest replica that only vote rule 2 (the lock) could refuse:
+    /// well-formed, for a round it has not voted in, on a QC below its locked round.
+    pub below_lock: u64,
     /// Highest committed height.
     pub height: u64,
     /// Certified answers received by clients.
@@ -326,6 +340,7 @@ impl Sim {
                     clock: cfg.clocks[i],
                     timer: None,
                     durable_round: Round(0),
+                    durable_lock: Round(0),
                     apply_at: 0,
                     applied: 0,
                     pending: BTreeMap::new(),
@@ -335,6 +350,8 @@ impl Sim {
                     waiters: BTreeMap::new(),
                     log: Vec::new(),
                     probe_turn: 0,
+                    qcs: BTreeMap::new(),
+                    fork: None,
                 });
             }
         }
@@ -421,6 +438,7 @@ impl Sim {
             .flatten()
             .and_then(|b| postcard::from_bytes::<SafetyData>(&b).ok());
         node.durable_round = safety.as_ref().map_or(Round(0), |s| s.last_voted_round);
+        node.durable_lock = safety.as_ref().map_or(Round(0), |s| s.locked_round);
         let safety = if node.behaviours.contains(&Behaviour::WipeSafety) {
             None
         } else {
@@ -547,11 +565,17 @@ impl Sim {
                     if let Err(e) = self.nodes[i].store.save_safety_record(&bytes) {
                         return self.checker.fail("storage", format!("safety record: {e}"));
                     }
+                    let (before_round, before_lock) =
+                        (self.nodes[i].durable_round, self.nodes[i].durable_lock);
                     self.nodes[i].durable_round = record.last_voted_round;
+                    self.nodes[i].durable_lock = record.locked_round;
                     // A durable vote counts as signed: after a restart it may be sent again.
                     if honest {
                         if let Some(v) = &record.last_vote {
                             self.checker.on_vote(id, v.data.round, v.data.block_id);
+                            if v.data.round > before_round {
+                                self.checker.on_new_vote(id, &v.data, before_lock);
+                            }
                         }
                     }
                     let now = self.local_time(i);
@@ -714,6 +738,13 @@ impl Sim {
         match packet {
             Packet::Consensus(message) => {
                 self.trace.update([30, message_tag(&message)]);
+                self.note_qcs(to, &message);
+                if self.ignores_vote(to, &message) {
+                    return;
+                }
+                if let Message::Proposal(p) = &message {
+                    self.measure_lock(to, &p.block);
+                }
                 self.handle(
                     to,
                     Event::Unverified {

@@ -1,6 +1,7 @@
 //! The simulator's own tests: determinism is checked (two runs, one trace hash), a few seeds
 //! pass, and the negative controls fail the way they must.
 
+use notary_sim::config::Behaviour;
 use notary_sim::{run, run_seed, SimConfig};
 
 #[test]
@@ -51,4 +52,40 @@ fn real_bls_seed_runs_end_to_end() {
     let r = run(cfg);
     assert!(r.violation.is_none(), "{:?}", r.violation);
     assert!(r.stats.answers > 0);
+}
+
+/// A seed whose only Byzantine replica is a `ForkOnOldQc` leader, over a shorter run.
+fn fork_on_old_qc_config(seed: u64) -> SimConfig {
+    let mut cfg = SimConfig::from_seed(seed);
+    cfg.twins.clear();
+    cfg.byzantine = vec![(1, vec![Behaviour::ForkOnOldQc])];
+    cfg.fault_phase_ms = 30_000;
+    cfg.total_ms_min = 45_000;
+    cfg
+}
+
+#[test]
+fn a_leader_forking_below_its_tc_is_refused_and_safety_holds() {
+    let r = run(fork_on_old_qc_config(7));
+    assert!(r.violation.is_none(), "{:?}", r.violation);
+    assert!(r.stats.forks > 0, "the fork leader never held a TC");
+    assert_eq!(r.stats.below_lock, 0, "rule 2 was reached: {:?}", r.stats);
+    assert!(r.stats.answers > 0 && r.stats.live_at_ms.is_some());
+}
+
+/// Vote rule 2 (the lock) is implied by rule 3, which `Block::verify` enforces before the
+/// safety rules run (see sim/README.md, "Negative controls"): planting `skip-lock` must not
+/// change a single event of a run in which a leader forks on old QCs. If this fails, the lock
+/// check has become reachable and `--bug skip-lock` belongs among the controls of
+/// `scripts/sim-ci`.
+#[cfg(feature = "sim-bugs")]
+#[test]
+fn skip_lock_changes_no_event_while_block_verify_enforces_rule_3() {
+    let clean = run(fork_on_old_qc_config(7));
+    notary_sim::plant_bugs(notary_consensus::sim_bugs::SKIP_LOCKED_ROUND_CHECK, 0);
+    let planted = run(fork_on_old_qc_config(7));
+    notary_sim::plant_bugs(0, 0);
+    assert!(clean.stats.forks > 0);
+    assert_eq!(clean.trace_hash, planted.trace_hash);
+    assert_eq!(clean.stats, planted.stats);
 }

@@ -4,13 +4,16 @@
 
 use ed25519_dalek::Signer;
 use notary_consensus::{
-    payload_digest, Block, Digest, Message, Proposal, ReplicaId, SafetyRules, Sig, TimeMs, Vote,
-    VoteData,
+    payload_digest, Block, Digest, Message, Proposal, QuorumCert, ReplicaId, SafetyRules, Sig,
+    TimeMs, Vote, VoteData,
 };
 use rand::Rng;
 
 use super::{Packet, Sim};
 use crate::config::Behaviour;
+
+/// QCs a `ForkOnOldQc` replica remembers (the newest rounds).
+const QCS_KEPT_MAX: usize = 64;
 
 impl Sim {
     fn chance(&mut self, p: f64) -> bool {
@@ -82,6 +85,9 @@ impl Sim {
                 if b.contains(&Behaviour::WithholdVotes) && self.chance(0.8) {
                     return None;
                 }
+                if b.contains(&Behaviour::ForkOnOldQc) {
+                    self.vote_for_fork(i, &mut v);
+                }
                 if bad_sig {
                     v.signature.0[3] ^= 0x20;
                 }
@@ -97,6 +103,11 @@ impl Sim {
                 Some(Message::Timeout(t))
             }
             Message::Proposal(mut p) => {
+                if b.contains(&Behaviour::ForkOnOldQc) && p.block.tc.is_some() {
+                    if let Some(fork) = self.fork_on_old_qc(i, &p) {
+                        p = fork;
+                    }
+                }
                 if b.contains(&Behaviour::Equivocate) && to % 2 == 1 {
                     p = self.other_proposal(i, &p.block);
                 }
@@ -106,6 +117,131 @@ impl Sim {
                 Some(Message::Proposal(p))
             }
             m => Some(m),
+        }
+    }
+
+    /// The fork a `ForkOnOldQc` leader sends instead of `p` (a TC-justified proposal of its
+    /// own), the same for every peer: `p`'s round, TC, timestamp and payload on an older QC
+    /// than `p`'s. With even odds (when both exist) the QC is the oldest one the TC still
+    /// allows (`Block::verify` accepts it; it abandons the blocks certified since) or the newest
+    /// one below the TC's highest QC, e.g. the QC inside the block of its own high QC (that
+    /// fork breaks vote rules 2 and 3, and `Block::verify` refuses it before the safety rules).
+    fn fork_on_old_qc(&mut self, i: usize, p: &Proposal) -> Option<Proposal> {
+        let original = p.block.id();
+        if let Some((id, fork)) = &self.nodes[i].fork {
+            if *id == original {
+                return fork.clone();
+            }
+        }
+        let tc = p.block.tc.as_ref()?;
+        let (floor, top) = (tc.highest_qc_round(), p.block.qc.round());
+        let node = &self.nodes[i];
+        let allowed = node.qcs.range(floor..top).next().map(|(_, qc)| qc.clone());
+        let below = node
+            .qcs
+            .range(..floor)
+            .next_back()
+            .map(|(_, qc)| qc.clone());
+        let qc = match (allowed, below) {
+            (Some(a), Some(b)) => {
+                if self.chance(0.5) {
+                    a
+                } else {
+                    b
+                }
+            }
+            (Some(q), None) | (None, Some(q)) => q,
+            (None, None) => {
+                self.nodes[i].fork = Some((original, None));
+                return None;
+            }
+        };
+        self.stats.forks += 1;
+        if qc.round() < floor {
+            self.stats.forks_below_tc += 1;
+        }
+        let mut block = p.block.clone();
+        block.header.height = qc.data.height.next();
+        block.header.parent_id = qc.data.block_id;
+        block.header.parent_round = qc.data.round;
+        block.header.parent_voters = qc.signers().collect();
+        block.qc = qc;
+        let node = &self.nodes[i];
+        let signature =
+            SafetyRules::new(ReplicaId(node.id), node.key.clone(), None).sign_proposal(&block);
+        let fork = Proposal { block, signature };
+        self.nodes[i].fork = Some((original, Some(fork.clone())));
+        Some(fork)
+    }
+
+    /// A `ForkOnOldQc` leader's own vote goes to its fork (signed with its key), so that the
+    /// fork needs one honest vote fewer to be certified.
+    fn vote_for_fork(&mut self, i: usize, v: &mut Vote) {
+        let node = &self.nodes[i];
+        let Some((original, Some(fork))) = &node.fork else {
+            return;
+        };
+        if v.data.block_id != *original {
+            return;
+        }
+        v.data = VoteData::of(&fork.block);
+        v.signature = Sig::from(node.key.sign(&v.data.signing_bytes()));
+    }
+
+    /// A `ForkOnOldQc` replica ignores, in one round in two (a hash of the round decides, so
+    /// that all votes of a round share the fate), the votes it should aggregate into the QC
+    /// that would let it lead the next round directly: the round times out, and it leads the
+    /// next one holding a TC, which is when it forks (`fork_on_old_qc`).
+    pub(super) fn ignores_vote(&self, i: usize, m: &Message) -> bool {
+        let node = &self.nodes[i];
+        let (Message::Vote(v), Some(r)) = (m, node.replica.as_ref()) else {
+            return false;
+        };
+        let coin = v.data.round.0.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 63 == 1;
+        coin && node.behaviours.contains(&Behaviour::ForkOnOldQc)
+            && r.leader(v.data.round.next()).leader == ReplicaId(node.id)
+    }
+
+    /// A `ForkOnOldQc` replica remembers the QCs that reach it (the newest
+    /// [`QCS_KEPT_MAX`] rounds), to fork on later. QCs in forged messages are kept too: a fork
+    /// on one fails `Block::verify` at every peer, which is only a wasted round.
+    pub(super) fn note_qcs(&mut self, i: usize, m: &Message) {
+        let node = &mut self.nodes[i];
+        if !node.behaviours.contains(&Behaviour::ForkOnOldQc) {
+            return;
+        }
+        let mut found: Vec<&QuorumCert> = Vec::new();
+        match m {
+            Message::Proposal(p) => found.push(&p.block.qc),
+            Message::Timeout(t) => found.push(&t.timeout.high_qc),
+            Message::SyncInfo(s) => found.push(&s.high_qc),
+            Message::BlockResponse(r) => found.extend(r.blocks.iter().map(|b| &b.qc)),
+            _ => {}
+        }
+        for qc in found {
+            node.qcs.entry(qc.round()).or_insert_with(|| qc.clone());
+        }
+        while node.qcs.len() > QCS_KEPT_MAX {
+            node.qcs.pop_first();
+        }
+    }
+
+    /// Counts a proposal reaching honest replica `i` that only vote rule 2 could refuse: its
+    /// round is after the replica's last voted round, it passes the TC check of
+    /// `Block::verify`, and its QC is below the replica's locked round (`Stats::below_lock`).
+    pub(super) fn measure_lock(&mut self, i: usize, block: &Block) {
+        let node = &self.nodes[i];
+        let Some(r) = node.replica.as_ref().filter(|_| node.honest) else {
+            return;
+        };
+        let d = r.safety_data();
+        let qc_round = block.qc.round();
+        let justified = block.round() == qc_round.next()
+            || block.tc.as_ref().is_some_and(|tc| {
+                tc.round.next() == block.round() && qc_round >= tc.highest_qc_round()
+            });
+        if justified && block.round() > d.last_voted_round && qc_round < d.locked_round {
+            self.stats.below_lock += 1;
         }
     }
 
