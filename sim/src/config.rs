@@ -83,6 +83,11 @@ pub struct FaultMix {
     pub pause_ms_max: Ms,
     /// Longest lag between commit and apply (the executor queue).
     pub apply_lag_ms_max: Ms,
+    /// Mean time between full disks (0: none): every write of one replica's store fails for a
+    /// while; the replica halts at its first failed write and is restarted when space is back.
+    pub disk_full_every_ms: Ms,
+    /// Longest time a disk stays full.
+    pub disk_full_ms_max: Ms,
 }
 
 /// The workload of one seed.
@@ -154,7 +159,7 @@ impl SimConfig {
             .get(rng.gen_range(0..4))
             .expect("index in range");
         let delay_ms_max = rng.gen_range(2..60);
-        let faults = FaultMix {
+        let mut faults = FaultMix {
             loss_ppm: {
                 let v = rng.gen_range(1_000..150_000);
                 maybe(&mut rng, 0.5, v)
@@ -195,6 +200,10 @@ impl SimConfig {
             },
             pause_ms_max: rng.gen_range(round_timeout_ms..4 * round_timeout_ms),
             apply_lag_ms_max: rng.gen_range(0..30),
+            // Drawn last (below), so that every other field of a seed's configuration is what
+            // it was before the disk fault existed.
+            disk_full_every_ms: 0,
+            disk_full_ms_max: 0,
         };
         let mut byzantine = Vec::new();
         let mut twins = Vec::new();
@@ -244,6 +253,10 @@ impl SimConfig {
             },
             retry_ms: rng.gen_range(1_000..5_000),
         };
+        if rng.gen_bool(0.3) {
+            faults.disk_full_every_ms = rng.gen_range(5_000..30_000);
+            faults.disk_full_ms_max = rng.gen_range(500..15_000);
+        }
         SimConfig {
             seed,
             n,
@@ -287,6 +300,8 @@ impl SimConfig {
             pause_every_ms: 0,
             pause_ms_max: 1,
             apply_lag_ms_max: 2,
+            disk_full_every_ms: 0,
+            disk_full_ms_max: 0,
         };
         c.workload.tx_every_ms = 300;
         c

@@ -61,8 +61,8 @@ fn describe(r: &RunReport) -> String {
     let s = &r.stats;
     format!(
         "seed {} n={} byz={:?} twins={:?} real_bls={} sim={}s events={} height={} requests={} \
-         answers={} crashes={} partitions={} pauses={} dropped={} forks={}/{} below_lock={} \
-         live_at={:?} trace={}",
+         answers={} crashes={} partitions={} pauses={} halts={}/{} dropped={} forks={}/{} \
+         below_lock={} live_at={:?} trace={}",
         r.seed,
         r.config.n,
         r.config.byzantine,
@@ -76,6 +76,8 @@ fn describe(r: &RunReport) -> String {
         s.crashes,
         s.partitions,
         s.pauses,
+        s.halts,
+        s.disk_fulls,
         s.dropped,
         s.forks_below_tc,
         s.forks,

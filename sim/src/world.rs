@@ -42,6 +42,7 @@ use crate::model::Model;
 use crate::payload::{decode_payload, Batch, BATCH_REQUESTS_MAX};
 
 mod byzantine;
+mod disk;
 
 /// The wall-clock epoch the simulated clocks start at (ms since the Unix epoch).
 pub const EPOCH_MS: u64 = 1_700_000_000_000;
@@ -136,6 +137,10 @@ enum Ev {
     },
     EndFaults,
     LivenessCheck,
+    DiskFull,
+    DiskFree {
+        node: usize,
+    },
 }
 
 impl Ev {
@@ -157,6 +162,8 @@ impl Ev {
             Ev::Heal { .. } => 15,
             Ev::EndFaults => 16,
             Ev::LivenessCheck => 17,
+            Ev::DiskFull => 18,
+            Ev::DiskFree { .. } => 19,
         }
     }
 }
@@ -195,6 +202,10 @@ struct Node {
     probe_turn: usize,
     /// QCs seen, by round (kept only by a `ForkOnOldQc` replica).
     qcs: BTreeMap<Round, QuorumCert>,
+    /// Every write of the store fails until this simulated time (a full disk).
+    disk_full_until: Ms,
+    /// The replica halted on a failed write and waits for the disk to have space again.
+    halted: bool,
     /// The last proposal a `ForkOnOldQc` replica rewrote: the original block's id and the fork
     /// sent instead (`None`: it found no older QC), so every peer gets the same one.
     fork: Option<(BlockId, Option<Proposal>)>,
@@ -230,6 +241,10 @@ pub struct Stats {
     pub undecodable: u64,
     /// Invalid shares attributed.
     pub invalid_shares: u64,
+    /// Disks that filled up.
+    pub disk_fulls: u64,
+    /// Replicas that halted on a failed write.
+    pub halts: u64,
     /// Proposals a `ForkOnOldQc` leader rewrote onto an older QC.
     pub forks: u64,
     /// Of those, forks on a QC below their TC's highest QC (`Block::verify` refuses them).
@@ -351,6 +366,8 @@ impl Sim {
                     log: Vec::new(),
                     probe_turn: 0,
                     qcs: BTreeMap::new(),
+                    disk_full_until: 0,
+                    halted: false,
                     fork: None,
                 });
             }
@@ -394,6 +411,10 @@ impl Sim {
             let d = self.rng.gen_range(0..f.crash_every_ms * 2);
             self.push(d, Ev::Crash);
         }
+        if f.disk_full_every_ms > 0 {
+            let d = self.rng.gen_range(0..f.disk_full_every_ms * 2);
+            self.push(d, Ev::DiskFull);
+        }
         if f.pause_every_ms > 0 {
             let d = self.rng.gen_range(0..f.pause_every_ms * 2);
             self.push(d, Ev::Pause);
@@ -431,6 +452,7 @@ impl Sim {
 
     fn start(&mut self, i: usize) {
         let node = &mut self.nodes[i];
+        node.halted = false;
         let safety = node
             .store
             .load_safety_record()
@@ -514,19 +536,31 @@ impl Sim {
     }
 
     fn crash(&mut self, i: usize) {
+        if self.stop(i) {
+            self.stats.crashes += 1;
+        }
+    }
+
+    /// Stops replica `i`'s process; `false` if it was not running. What it had in flight is
+    /// lost with its generation; its store keeps what is durable (and stays full if it was).
+    fn stop(&mut self, i: usize) -> bool {
+        let now = self.now;
         let node = &mut self.nodes[i];
         if node.replica.take().is_none() {
-            return;
+            return false;
         }
-        self.stats.crashes += 1;
         node.gen += 1;
         node.timer = None;
         // What a restarted process finds: the durable state only (every completed write of
         // MemStore is synced; in-flight fsyncs and applies are lost with the generation).
         node.store = node.store.durable_copy();
+        if node.disk_full_until > now {
+            node.store.fail_writes(true);
+        }
         node.pending.clear();
         node.waiters.clear();
         node.batcher.clear();
+        true
     }
 
     fn handle(&mut self, i: usize, event: Event) {
@@ -563,7 +597,8 @@ impl Sim {
                     }
                     let bytes = postcard::to_allocvec(&record).expect("encoding to a Vec");
                     if let Err(e) = self.nodes[i].store.save_safety_record(&bytes) {
-                        return self.checker.fail("storage", format!("safety record: {e}"));
+                        // Nothing after a failed persist runs: the vote it allows never leaves.
+                        return self.storage_failed(i, "safety record", e);
                     }
                     let (before_round, before_lock) =
                         (self.nodes[i].durable_round, self.nodes[i].durable_lock);
@@ -808,10 +843,7 @@ impl Sim {
         let record = match result {
             Ok(r) => r,
             Err(e) => {
-                return self.checker.fail(
-                    "storage",
-                    format!("replica {} could not apply height {h}: {e}", node.id),
-                )
+                return self.storage_failed(i, &format!("apply height {h}"), e);
             }
         };
         if node.honest {
@@ -895,9 +927,7 @@ impl Sim {
                 .or(p.received)
                 .expect("filtered on it");
             if let Err(e) = self.nodes[i].store.put_certificate(Height(h), &sig) {
-                return self
-                    .checker
-                    .fail("storage", format!("put_certificate: {e}"));
+                return self.storage_failed(i, &format!("certificate of height {h}"), e);
             }
             for (k, key) in p.requests.iter().enumerate() {
                 let Some(waiting) = self.nodes[i].waiters.remove(key) else {
@@ -1076,8 +1106,13 @@ impl Sim {
 
     // ----- faults -----------------------------------------------------------------------------
 
+    /// Replicas down, or up on a full disk (they halt at their next write): the fault budget
+    /// `down_max` counts both.
     fn down_count(&self) -> usize {
-        self.nodes.iter().filter(|n| n.replica.is_none()).count()
+        self.nodes
+            .iter()
+            .filter(|n| n.replica.is_none() || n.disk_full_until > self.now)
+            .count()
     }
 
     fn crash_random(&mut self) {
@@ -1170,6 +1205,7 @@ impl Sim {
         self.blocked.clear();
         self.partition_epoch += 1;
         for i in 0..self.nodes.len() {
+            self.free_disk(i);
             if self.nodes[i].replica.is_none() {
                 self.start(i);
             }
@@ -1318,6 +1354,16 @@ impl Sim {
                 }
             }
             Ev::EndFaults => self.end_faults(),
+            Ev::DiskFull => {
+                if self.faults_on {
+                    self.disk_full_random();
+                }
+            }
+            Ev::DiskFree { node } => {
+                if self.nodes[node].disk_full_until <= at {
+                    self.free_disk(node);
+                }
+            }
             Ev::LivenessCheck => {
                 if self.stats.live_at_ms.is_none() && self.live() {
                     self.stats.live_at_ms = Some(at);

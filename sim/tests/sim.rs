@@ -89,3 +89,16 @@ fn skip_lock_changes_no_event_while_block_verify_enforces_rule_3() {
     assert_eq!(clean.trace_hash, planted.trace_hash);
     assert_eq!(clean.stats, planted.stats);
 }
+
+#[test]
+fn a_full_disk_halts_its_replica_which_recovers_once_space_is_back() {
+    let mut cfg = SimConfig::from_seed(4);
+    cfg.faults.disk_full_every_ms = 2_000;
+    cfg.faults.disk_full_ms_max = 6_000;
+    cfg.fault_phase_ms = 30_000;
+    cfg.total_ms_min = 45_000;
+    let r = run(cfg);
+    assert!(r.violation.is_none(), "{:?}", r.violation);
+    assert!(r.stats.halts > 0, "no replica wrote on a full disk");
+    assert!(r.stats.answers > 0 && r.stats.live_at_ms.is_some());
+}
