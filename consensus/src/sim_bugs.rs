@@ -5,7 +5,8 @@
 
 use std::cell::Cell;
 
-/// Vote rule 2 (and the TC part of rule 3, which guards the same lock) is skipped.
+/// Vote rule 2 (and the TC part of rule 3, which guards the same lock, both in the safety
+/// rules and in `Block::verify`) is skipped.
 pub const SKIP_LOCKED_ROUND_CHECK: u32 = 1 << 0;
 /// A QC commits the block it certifies (a 1-chain) instead of its parent on a 2-chain.
 pub const COMMIT_ON_ONE_CHAIN: u32 = 1 << 1;

@@ -261,9 +261,16 @@ impl Block {
             });
         }
         if h.round != h.parent_round.next() {
+            // The planted skip-lock bug drops this check too: it guards the same lock as
+            // vote rule 2, and with it in place rule 2 can never refuse (sim/README.md).
+            #[cfg(feature = "sim-bugs")]
+            let skip_lock = crate::sim_bugs::active(crate::sim_bugs::SKIP_LOCKED_ROUND_CHECK);
+            #[cfg(not(feature = "sim-bugs"))]
+            let skip_lock = false;
             let ok = match &self.tc {
                 Some(tc) => {
-                    tc.round.next() == h.round && self.qc.data.round >= tc.highest_qc_round()
+                    tc.round.next() == h.round
+                        && (skip_lock || self.qc.data.round >= tc.highest_qc_round())
                 }
                 None => false,
             };
