@@ -202,8 +202,9 @@ struct Node {
     probe_turn: usize,
     /// QCs seen, by round (kept only by a `ForkOnOldQc` replica).
     qcs: BTreeMap<Round, QuorumCert>,
-    /// Every write of the store fails until this simulated time (a full disk).
-    disk_full_until: Ms,
+    /// While the disk is full: the simulated time the window ends (every write of the store
+    /// fails until `Ev::DiskFree` runs; at that very instant, writes queued before it still fail).
+    disk_full_until: Option<Ms>,
     /// The replica halted on a failed write and waits for the disk to have space again.
     halted: bool,
     /// The last proposal a `ForkOnOldQc` replica rewrote: the original block's id and the fork
@@ -366,7 +367,7 @@ impl Sim {
                     log: Vec::new(),
                     probe_turn: 0,
                     qcs: BTreeMap::new(),
-                    disk_full_until: 0,
+                    disk_full_until: None,
                     halted: false,
                     fork: None,
                 });
@@ -544,7 +545,6 @@ impl Sim {
     /// Stops replica `i`'s process; `false` if it was not running. What it had in flight is
     /// lost with its generation; its store keeps what is durable (and stays full if it was).
     fn stop(&mut self, i: usize) -> bool {
-        let now = self.now;
         let node = &mut self.nodes[i];
         if node.replica.take().is_none() {
             return false;
@@ -554,7 +554,7 @@ impl Sim {
         // What a restarted process finds: the durable state only (every completed write of
         // MemStore is synced; in-flight fsyncs and applies are lost with the generation).
         node.store = node.store.durable_copy();
-        if node.disk_full_until > now {
+        if node.disk_full_until.is_some() {
             node.store.fail_writes(true);
         }
         node.pending.clear();
@@ -1111,7 +1111,7 @@ impl Sim {
     fn down_count(&self) -> usize {
         self.nodes
             .iter()
-            .filter(|n| n.replica.is_none() || n.disk_full_until > self.now)
+            .filter(|n| n.replica.is_none() || n.disk_full_until.is_some())
             .count()
     }
 
@@ -1360,7 +1360,7 @@ impl Sim {
                 }
             }
             Ev::DiskFree { node } => {
-                if self.nodes[node].disk_full_until <= at {
+                if self.nodes[node].disk_full_until == Some(at) {
                     self.free_disk(node);
                 }
             }

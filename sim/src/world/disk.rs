@@ -24,9 +24,9 @@ impl Sim {
     pub(super) fn disk_full_random(&mut self) {
         let f = self.cfg.faults.clone();
         let i = self.rng.gen_range(0..self.nodes.len());
-        if self.nodes[i].disk_full_until <= self.now && self.down_count() < f.down_max {
+        if self.nodes[i].disk_full_until.is_none() && self.down_count() < f.down_max {
             let d = self.rng.gen_range(100..=f.disk_full_ms_max.max(100));
-            self.nodes[i].disk_full_until = self.now + d;
+            self.nodes[i].disk_full_until = Some(self.now + d);
             self.nodes[i].store.fail_writes(true);
             self.stats.disk_fulls += 1;
             self.push(self.now + d, Ev::DiskFree { node: i });
@@ -39,7 +39,7 @@ impl Sim {
     /// a failed write is restarted.
     pub(super) fn free_disk(&mut self, i: usize) {
         let node = &mut self.nodes[i];
-        node.disk_full_until = 0;
+        node.disk_full_until = None;
         node.store.fail_writes(false);
         if node.halted && node.replica.is_none() {
             self.start(i);
@@ -49,7 +49,7 @@ impl Sim {
     /// A write of replica `i` failed (`what` says which). On a full disk that is expected: the
     /// replica halts, nothing after the write runs. Anything else breaks `storage`.
     pub(super) fn storage_failed(&mut self, i: usize, what: &str, e: StoreError) {
-        let full = self.nodes[i].disk_full_until > self.now;
+        let full = self.nodes[i].disk_full_until.is_some();
         if !(full && matches!(e, StoreError::Io { .. })) {
             let id = self.nodes[i].id;
             return self
