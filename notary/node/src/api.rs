@@ -89,16 +89,6 @@ fn store_error(e: notary_core::StoreError) -> ApiError {
     ApiError::unavailable(format!("this replica's storage failed: {e}"), 5)
 }
 
-/// Decrements the in-flight gauge however the call ends (the admission ticket gives its
-/// place back the same way).
-struct InFlight<'a>(&'a Node);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.metrics.requests_in_flight.dec();
-    }
-}
-
 async fn notarise(State(node): State<Arc<Node>>, headers: HeaderMap, body: Body) -> Response {
     let started = Instant::now();
     let result = notarise_inner(&node, &headers, body).await;
@@ -174,8 +164,6 @@ async fn notarise_inner(
         .admission
         .admit(request.fields.requester, admitted_at)
         .map_err(|refusal| ApiError::overloaded(refusal.to_string(), 1))?;
-    node.metrics.requests_in_flight.inc();
-    let _guard = InFlight(node);
 
     let (id, answer) = node.waiters.register(tx, digest);
     // It may have been certified between the look-up above and the registration.
