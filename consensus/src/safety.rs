@@ -34,6 +34,16 @@ use crate::types::{
     VoteData,
 };
 
+/// Whether the planted `skip-lock` bug is on (simulator builds only; always false otherwise).
+/// It skips vote rule 2 and the TC half of rule 3 wherever they are checked: here and in
+/// `Block::verify`, which enforces the same TC condition first.
+pub(crate) fn skip_locked_round_check() -> bool {
+    #[cfg(feature = "sim-bugs")]
+    return crate::sim_bugs::active(crate::sim_bugs::SKIP_LOCKED_ROUND_CHECK);
+    #[cfg(not(feature = "sim-bugs"))]
+    false
+}
+
 /// The durable safety record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SafetyData {
@@ -196,10 +206,7 @@ impl SafetyRules {
             });
         }
         let qc_round = block.qc.round();
-        #[cfg(feature = "sim-bugs")]
-        let skip_lock = crate::sim_bugs::active(crate::sim_bugs::SKIP_LOCKED_ROUND_CHECK);
-        #[cfg(not(feature = "sim-bugs"))]
-        let skip_lock = false;
+        let skip_lock = skip_locked_round_check();
         if qc_round < d.locked_round && !skip_lock {
             return Err(NotSafe::BelowLock {
                 qc_round,

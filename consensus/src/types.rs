@@ -263,10 +263,7 @@ impl Block {
         if h.round != h.parent_round.next() {
             // The planted skip-lock bug drops this check too: it guards the same lock as
             // vote rule 2, and with it in place rule 2 can never refuse (sim/README.md).
-            #[cfg(feature = "sim-bugs")]
-            let skip_lock = crate::sim_bugs::active(crate::sim_bugs::SKIP_LOCKED_ROUND_CHECK);
-            #[cfg(not(feature = "sim-bugs"))]
-            let skip_lock = false;
+            let skip_lock = crate::safety::skip_locked_round_check();
             let ok = match &self.tc {
                 Some(tc) => {
                     tc.round.next() == h.round
