@@ -359,24 +359,31 @@ impl Config {
                 t.round_timeout, t.round_timeout_max
             ));
         }
-        let b = &self.node.batch;
-        if b.max_requests == 0 || b.max_pending_requests < b.max_requests {
-            return bad(format!(
+        self.node.batch.check().map_err(ConfigError::Invalid)
+    }
+}
+
+impl BatchSection {
+    /// The batching and admission bounds are consistent; the message names the keys.
+    pub fn check(&self) -> Result<(), String> {
+        if self.max_requests == 0 || self.max_pending_requests < self.max_requests {
+            return Err(format!(
                 "batch.max_requests ({}) must be > 0 and ≤ batch.max_pending_requests ({})",
-                b.max_requests, b.max_pending_requests
+                self.max_requests, self.max_pending_requests
             ));
         }
-        if b.max_pending_per_requester == 0 || b.max_pending_per_requester > b.max_pending_requests
+        if self.max_pending_per_requester == 0
+            || self.max_pending_per_requester > self.max_pending_requests
         {
-            return bad(format!(
+            return Err(format!(
                 "batch.max_pending_per_requester ({}) must be > 0 and ≤ batch.max_pending_requests ({})",
-                b.max_pending_per_requester, b.max_pending_requests
+                self.max_pending_per_requester, self.max_pending_requests
             ));
         }
-        if b.max_queue_delay < Duration::from_millis(10) {
-            return bad(format!(
+        if self.max_queue_delay < Duration::from_millis(10) {
+            return Err(format!(
                 "batch.max_queue_delay ({:?}) must be at least 10ms",
-                b.max_queue_delay
+                self.max_queue_delay
             ));
         }
         Ok(())
@@ -434,6 +441,45 @@ round_timeout = "750ms"
         let text = format!("{}\nround_timeot = \"1s\"\n", node_toml());
         let err = toml::from_str::<NodeFile>(&text).unwrap_err().to_string();
         assert!(err.contains("round_timeot"), "{err}");
+    }
+
+    #[test]
+    fn inconsistent_admission_bounds_are_named_errors() {
+        assert_eq!(BatchSection::default().check(), Ok(()));
+        let cases = [
+            (
+                BatchSection {
+                    max_pending_per_requester: 60_000,
+                    ..BatchSection::default()
+                },
+                "batch.max_pending_per_requester (60000)",
+            ),
+            (
+                BatchSection {
+                    max_pending_per_requester: 0,
+                    ..BatchSection::default()
+                },
+                "batch.max_pending_per_requester (0)",
+            ),
+            (
+                BatchSection {
+                    max_queue_delay: Duration::from_millis(1),
+                    ..BatchSection::default()
+                },
+                "batch.max_queue_delay (1ms)",
+            ),
+            (
+                BatchSection {
+                    max_requests: 0,
+                    ..BatchSection::default()
+                },
+                "batch.max_requests (0)",
+            ),
+        ];
+        for (section, key) in cases {
+            let err = section.check().unwrap_err();
+            assert!(err.contains(key), "{err}");
+        }
     }
 
     #[test]
