@@ -13,11 +13,12 @@ use crate::ids::{Height, ReplicaId, Round};
 use crate::types::Block;
 
 /// The leader of round r is decided by the committed history as of round `r - LAG_ROUNDS` (the
-/// anchor). In the fault-free pipeline a replica in round r has committed up to round r - 2 or
-/// r - 3 (the QC of r - 1 commits r - 2, and is processed before the commit is applied), so the
-/// anchor is already committed everywhere; a larger lag only delays the exclusion of a crashed
-/// replica by as many rounds.
-pub const LAG_ROUNDS: u64 = 4;
+/// anchor). A replica needs the leader of r when it votes in round r - 1 (to send its vote
+/// there): the block it votes for carries the QC of round r - 2, which commits round r - 3
+/// (two-chain rule), so in the fault-free pipeline the anchor is committed everywhere in time.
+/// A larger lag only delays the exclusion of a crashed replica by as many rounds (with 4, a
+/// crashed replica of a 4-replica `notaryd` cluster cost 12 round timeouts instead of 6).
+pub const LAG_ROUNDS: u64 = 3;
 
 /// Committed blocks (at or before the anchor) whose authors and parent voters count as active.
 /// A crashed replica neither proposes nor votes, so it drops out after this many blocks; a live
@@ -28,16 +29,26 @@ pub const WINDOW_BLOCKS: usize = 3;
 
 /// Committed blocks remembered: the window plus the at most `LAG_ROUNDS` blocks committed after
 /// the anchor (blocks have distinct rounds), with a margin for rounds we are a little behind on.
+/// Computing a block's blame (see [`leader_for`]) reads at most `WINDOW_BLOCKS + LAG_ROUNDS`
+/// blocks before it, which this also covers.
 pub const HISTORY_BLOCKS_MAX: usize = WINDOW_BLOCKS + LAG_ROUNDS as usize + 8;
 
-/// What the rule needs of one committed block: all fields are in the hashed header, so every
-/// replica that committed the block sees the same values.
+/// What the rule needs of one committed block: all fields but `blamed` are in the hashed
+/// header, and `blamed` is computed from earlier committed blocks only, so every replica that
+/// committed the block (and knows enough of the chain before it) sees the same values.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Entry {
     height: Height,
     round: Round,
     author: ReplicaId,
     parent_voters: Vec<ReplicaId>,
+    /// When the block follows failed rounds (its parent's round is not `round - 1`): the
+    /// leader of `round - 1`, the round whose failure the block's TC records.
+    blamed: Option<ReplicaId>,
+    /// False when the blame could not be computed with certainty (the chain before this block
+    /// is not known far enough back, after a restart or a sync): leaders that read this entry
+    /// are then only a guess.
+    blame_known: bool,
 }
 
 /// The most recent committed blocks, oldest first, contiguous in height.
@@ -47,35 +58,23 @@ pub struct History {
 }
 
 impl History {
-    /// History seeded with the last committed block (nothing for genesis): after a restart or a
-    /// sync the older blocks are unknown, and [`leader_for`] says so.
-    pub fn new(root: &Block) -> History {
-        let mut h = History::default();
-        if !root.is_genesis() {
-            h.push(root);
-        }
-        h
-    }
-
     /// History rebuilt after a restart: the committed blocks before `root` (oldest first,
-    /// contiguous, ending at `root`'s parent), then `root` itself.
-    pub fn recovered(earlier: &[Block], root: &Block) -> History {
+    /// contiguous, ending at `root`'s parent), then `root` itself (for a fresh replica: genesis
+    /// alone, which records nothing).
+    pub fn recovered(committee: &Committee, earlier: &[Block], root: &Block) -> History {
         let mut h = History::default();
         let start = earlier.len().saturating_sub(HISTORY_BLOCKS_MAX);
-        for b in &earlier[start..] {
+        for b in earlier[start..].iter().chain(std::iter::once(root)) {
             if !b.is_genesis() {
-                h.push(b);
+                h.push(committee, b);
             }
-        }
-        if !root.is_genesis() {
-            h.push(root);
         }
         h
     }
 
     /// Records a newly committed block. Blocks must come in height order; a gap (after a sync
     /// that skipped blocks) restarts the history from this block.
-    pub fn push(&mut self, block: &Block) {
+    pub fn push(&mut self, committee: &Committee, block: &Block) {
         if let Some(last) = self.entries.back() {
             if block.height() <= last.height {
                 return;
@@ -84,14 +83,83 @@ impl History {
                 self.entries.clear();
             }
         }
+        let round = block.round();
+        let (blamed, blame_known) = if block.header.parent_round.next() >= round {
+            (None, true)
+        } else {
+            // Round `round - 1` failed (the block carries its TC). Its leader was chosen from
+            // the blocks at or before its anchor, all of which come before this one; we know
+            // all of them if we hold this block's parent (or the chain from genesis).
+            let failed = Round(round.0 - 1);
+            let knows_parent = self
+                .entries
+                .back()
+                .is_some_and(|e| e.height.next() == block.height())
+                || block.height() == Height(1);
+            // What the replicas knew in the failed round lies between two views: every block
+            // before this one committed (the most they can have known), and only the blocks
+            // surely committed then. Only a leader both views name failed the round; when
+            // they differ, some replicas went by a guess, and the rule's answer may not be the
+            // replica that failed it: nobody is blamed.
+            let most = choose(committee, self, failed, knows_parent);
+            match self.committed_round_during(failed) {
+                Some(upto) => {
+                    let known = self.up_to(upto);
+                    let least = choose(committee, &known, failed, true);
+                    let blamed = (least.leader == most.leader).then_some(most.leader);
+                    (blamed, most.certain && least.certain)
+                }
+                None => (None, false),
+            }
+        };
         self.entries.push_back(Entry {
             height: block.height(),
-            round: block.round(),
+            round,
             author: block.header.author,
             parent_voters: block.header.parent_voters.clone(),
+            blamed,
+            blame_known,
         });
         while self.entries.len() > HISTORY_BLOCKS_MAX {
             self.entries.pop_front();
+        }
+    }
+
+    /// The round of the newest block the replicas had surely committed while in round `failed`,
+    /// when the next block to be pushed follows that failed round. Its parent (the last entry
+    /// here) is the highest certified block; the parent's QC went out only with the timeouts of
+    /// the failed round, while the QC of each earlier entry went out in its child's proposal.
+    /// So the newest block committed then is the newest entry x whose successor y, before the
+    /// parent, sits one round above it (two-chain rule: the QC of y commits x). `None` if the
+    /// history is too short to say (after a restart or a sync).
+    fn committed_round_during(&self, failed: Round) -> Option<Round> {
+        let before_parent = self.entries.len().saturating_sub(1);
+        let pairs = self
+            .entries
+            .iter()
+            .zip(self.entries.iter().skip(1))
+            .take(before_parent.saturating_sub(1));
+        let newest = pairs
+            .filter(|(x, y)| y.round == x.round.next() && y.round < failed)
+            .map(|(x, _)| x.round)
+            .next_back();
+        match newest {
+            Some(r) => Some(r),
+            // No such pair: from genesis, nothing was committed (round 0); otherwise unknown.
+            None if self.reaches_genesis() => Some(Round(0)),
+            None => None,
+        }
+    }
+
+    /// The entries with round <= `round`.
+    fn up_to(&self, round: Round) -> History {
+        History {
+            entries: self
+                .entries
+                .iter()
+                .filter(|e| e.round <= round)
+                .cloned()
+                .collect(),
         }
     }
 
@@ -124,29 +192,66 @@ pub struct LeaderChoice {
 ///    the leader is round-robin (`Committee::leader`).
 /// 2. Active replicas: the authors of those blocks and the replicas listed as their
 ///    `parent_voters` (the signers of their parent's QC).
-/// 3. If fewer than a quorum are active (something odd, such as a long run of few voters), use
-///    round-robin; otherwise the leader is the active replica at index `round mod |active|` in
-///    id order.
+/// 3. Blamed replicas: for each of those blocks that follows failed rounds (its parent's round
+///    is below its round - 1, so it carries a TC), the leader of its round - 1, by this same
+///    rule (computed once, when the block commits).
+/// 4. Candidates, the first of these sets that holds at least a quorum: the active replicas
+///    that are not blamed; all members that are not blamed (a blame is evidence of a failure,
+///    while a member missing from a few QCs may only have been slower); the active replicas.
+///    If none does, round-robin. The leader is the candidate at index `round mod |candidates|`
+///    in id order.
 ///
 /// # Why every honest replica agrees
-/// Committed blocks are the same on every honest replica (agreement), and the fields read are in
-/// the hashed header. A replica whose last committed block has round >= a knows every committed
-/// block with round <= a (rounds grow along the chain); if it also holds `WINDOW_BLOCKS` of them
-/// (or the chain from genesis), it is `certain`, and all certain replicas compute the same leader.
-/// A replica that is behind (it has not committed up to the anchor, or restarted and lacks older
-/// blocks) is not certain: it then proposes on its best guess, accepts a proposal from any member
-/// for that round (its first one still gets its only vote: the safety rules make that safe), and
-/// broadcasts its vote instead of sending it to one leader. Once it commits past the anchor, it
-/// agrees again. In the fault-free pipeline every replica has committed past the anchor, so the
-/// schedule is the same everywhere and no round times out.
+/// Committed blocks are the same on every honest replica (agreement), the fields read are in
+/// the hashed header, and a blame depends only on the blocks before its own. A replica whose
+/// last committed block has round >= a knows every committed block with round <= a (rounds
+/// grow along the chain); if it also holds `WINDOW_BLOCKS` of them (or the chain from genesis),
+/// and held enough of the chain before each of them to compute its blame, it is `certain`, and
+/// all certain replicas compute the same leader. A replica that is behind (it has not committed
+/// up to the anchor, or restarted and lacks older blocks) is not certain: it then proposes on
+/// its best guess, accepts a proposal from any member for that round (its first one still gets
+/// its only vote: the safety rules make that safe), and broadcasts its vote instead of sending
+/// it to one leader. Once it commits past the anchor, it agrees again. In the fault-free
+/// pipeline every replica has committed past the anchor, so the schedule is the same
+/// everywhere and no round times out.
 ///
-/// # Why a crashed replica stops costing timeouts
-/// It neither authors blocks nor votes, so once `WINDOW_BLOCKS` blocks committed after its crash
-/// fall at or before the anchor, it is inactive and never leads: it costs at most the timeouts of
-/// the rounds it leads within about `WINDOW_BLOCKS + LAG_ROUNDS` rounds (with round-robin it cost
-/// two rounds in every rotation: its own, and the one before, whose votes went to it). When it
-/// comes back, its votes appear in QCs, and it is active again a few blocks later.
+/// # Why a crashed replica stops costing timeouts, and fast
+/// It neither authors blocks nor votes, so once `WINDOW_BLOCKS` blocks committed after its
+/// crash fall at or before the anchor, it is inactive and never leads. That alone is slow: the
+/// first blocks after a crash still carry QCs it signed, and while it fails rounds few blocks
+/// commit, each failure costing a round timeout with back-off. The blame is quicker: the first
+/// round it leads after its crash fails, the next block carries that round's TC, and as soon as
+/// that block is at or before the anchor (`LAG_ROUNDS` rounds later) the crashed replica is
+/// excluded. Safety never depends on this: a wrong blame (a live leader that was slow) only
+/// makes that replica lead less for `WINDOW_BLOCKS` blocks, and a Byzantine replica cannot
+/// blame anyone without a TC, that is, without 2f + 1 replicas giving up on that round.
+/// When a crashed replica comes back, its votes appear in QCs, and it is active again a few
+/// blocks later.
 pub fn leader_for(committee: &Committee, history: &History, round: Round) -> LeaderChoice {
+    let anchor = Round(round.0.saturating_sub(LAG_ROUNDS));
+    let knows_anchor = history.last_round() >= anchor;
+    let choice = choose(committee, history, round, knows_anchor);
+    if choice.certain {
+        choice
+    } else {
+        // Unsure replicas may hold different parts of the history; round-robin is the one
+        // guess they all share, so that when none is sure (a long run of failed rounds) they
+        // still agree on who proposes.
+        LeaderChoice {
+            leader: committee.leader(round),
+            certain: false,
+        }
+    }
+}
+
+/// [`leader_for`] with the caller saying whether every committed block at or before the anchor
+/// is known (`knows_anchor`).
+fn choose(
+    committee: &Committee,
+    history: &History,
+    round: Round,
+    knows_anchor: bool,
+) -> LeaderChoice {
     let round_robin = committee.leader(round);
     let anchor = Round(round.0.saturating_sub(LAG_ROUNDS));
     if anchor == Round(0) {
@@ -155,7 +260,6 @@ pub fn leader_for(committee: &Committee, history: &History, round: Round) -> Lea
             certain: true,
         };
     }
-    let knows_anchor = history.last_round() >= anchor;
     let window: Vec<&Entry> = history
         .entries
         .iter()
@@ -166,7 +270,9 @@ pub fn leader_for(committee: &Committee, history: &History, round: Round) -> Lea
     // Fewer blocks than the window: either the chain is that short (everyone who knows the
     // anchor sees the same blocks), or we lack the older ones (after a restart or a sync), and
     // then we only guess.
-    let certain = knows_anchor && (window.len() == WINDOW_BLOCKS || history.reaches_genesis());
+    let certain = knows_anchor
+        && (window.len() == WINDOW_BLOCKS || history.reaches_genesis())
+        && window.iter().all(|e| e.blame_known);
     if window.is_empty() {
         return LeaderChoice {
             leader: round_robin,
@@ -175,22 +281,28 @@ pub fn leader_for(committee: &Committee, history: &History, round: Round) -> Lea
     }
     let n = committee.size();
     let mut active = vec![false; n];
+    let mut blamed = vec![false; n];
     for e in &window {
         for id in std::iter::once(&e.author).chain(e.parent_voters.iter()) {
             if let Some(slot) = active.get_mut(usize::from(id.0)) {
                 *slot = true;
             }
         }
+        if let Some(slot) = e.blamed.and_then(|id| blamed.get_mut(usize::from(id.0))) {
+            *slot = true;
+        }
     }
-    let ids: Vec<ReplicaId> = committee
-        .ids()
-        .filter(|id| active[usize::from(id.0)])
-        .collect();
-    let leader = if ids.len() < committee.quorum() {
-        round_robin
-    } else {
-        ids[(round.0 % ids.len() as u64) as usize]
+    let pick = |keep: &dyn Fn(usize) -> bool| -> Option<ReplicaId> {
+        let ids: Vec<ReplicaId> = committee
+            .ids()
+            .filter(|id| keep(usize::from(id.0)))
+            .collect();
+        (ids.len() >= committee.quorum()).then(|| ids[(round.0 % ids.len() as u64) as usize])
     };
+    let leader = pick(&|i| active[i] && !blamed[i])
+        .or_else(|| pick(&|i| !blamed[i]))
+        .or_else(|| pick(&|i| active[i]))
+        .unwrap_or(round_robin);
     LeaderChoice { leader, certain }
 }
 
@@ -219,10 +331,10 @@ mod tests {
         (k.committee, blocks)
     }
 
-    fn history_of(blocks: &[Block]) -> History {
+    fn history_of(c: &Committee, blocks: &[Block]) -> History {
         let mut h = History::default();
         for b in blocks {
-            h.push(b);
+            h.push(c, b);
         }
         h
     }
@@ -230,19 +342,19 @@ mod tests {
     #[test]
     fn short_chain_is_round_robin_then_reputation_and_certain() {
         let (c, blocks) = chain(4, 3, ReplicaId(9), u64::MAX);
-        let h = history_of(&blocks);
-        // Round 5's window is block 1 alone (its parent is genesis: no voters): too few
+        let h = history_of(&c, &blocks);
+        // Round 4's window is block 1 alone (its parent is genesis: no voters): too few
         // active replicas, round-robin.
-        for r in 1..=5 {
+        for r in 1..=4 {
             let choice = leader_for(&c, &h, Round(r));
             assert_eq!(choice.leader, c.leader(Round(r)), "round {r}");
             assert!(choice.certain, "round {r}");
         }
-        for r in 6..=7 {
+        for r in 5..=6 {
             assert!(leader_for(&c, &h, Round(r)).certain, "round {r}");
         }
         assert!(
-            !leader_for(&c, &h, Round(8)).certain,
+            !leader_for(&c, &h, Round(7)).certain,
             "anchor 4 not committed"
         );
     }
@@ -255,7 +367,7 @@ mod tests {
             let from = 20 + WINDOW_BLOCKS as u64 + LAG_ROUNDS + 1;
             for r in from..=60 {
                 // A replica in round r has committed up to round r - 2.
-                let h = history_of(&blocks[..r as usize - 2]);
+                let h = history_of(&c, &blocks[..r as usize - 2]);
                 let choice = leader_for(&c, &h, Round(r));
                 assert!(choice.certain);
                 assert_ne!(choice.leader, silent, "n={n} round {r}");
@@ -267,7 +379,7 @@ mod tests {
     fn live_replicas_all_lead_in_turn() {
         let (c, blocks) = chain(4, 40, ReplicaId(9), u64::MAX);
         let leaders: std::collections::BTreeSet<ReplicaId> = (30..=40)
-            .map(|r| leader_for(&c, &history_of(&blocks[..r - 2]), Round(r as u64)).leader)
+            .map(|r| leader_for(&c, &history_of(&c, &blocks[..r - 2]), Round(r as u64)).leader)
             .collect();
         assert_eq!(leaders.len(), 4);
     }
@@ -276,12 +388,12 @@ mod tests {
     fn replicas_that_committed_past_the_anchor_agree() {
         let (c, blocks) = chain(7, 50, ReplicaId(4), 10);
         for r in 20..=50u64 {
-            let full = history_of(&blocks[..r as usize - 2]);
+            let full = history_of(&c, &blocks[..r as usize - 2]);
             // A replica that committed only up to the anchor, and one that restarted from the
             // anchor's block and synced forward: same leader when certain.
             let anchor = (r - LAG_ROUNDS) as usize;
-            let behind = history_of(&blocks[..anchor]);
-            let restarted = history_of(&blocks[anchor - 1..]);
+            let behind = history_of(&c, &blocks[..anchor]);
+            let restarted = history_of(&c, &blocks[anchor - 1..]);
             let a = leader_for(&c, &full, Round(r));
             let b = leader_for(&c, &behind, Round(r));
             assert!(a.certain && b.certain);
@@ -295,30 +407,113 @@ mod tests {
         let (c, blocks) = chain(7, 50, ReplicaId(4), 10);
         let r = 40u64;
         let committed = r as usize - 2;
-        let full = history_of(&blocks[..committed]);
+        let full = history_of(&c, &blocks[..committed]);
         // Restarted from its store: the last committed block and the ones before it.
         let root = &blocks[committed - 1];
-        let recovered = History::recovered(&blocks[..committed - 1], root);
+        let recovered = History::recovered(&c, &blocks[..committed - 1], root);
         let a = leader_for(&c, &full, Round(r));
         let b = leader_for(&c, &recovered, Round(r));
         assert!(a.certain && b.certain);
         assert_eq!(a.leader, b.leader);
         // Without the earlier blocks it is not.
-        assert!(!leader_for(&c, &History::recovered(&[], root), Round(r)).certain);
+        assert!(!leader_for(&c, &History::recovered(&c, &[], root), Round(r)).certain);
     }
 
     #[test]
     fn replica_behind_the_anchor_is_not_certain() {
         let (c, blocks) = chain(4, 30, ReplicaId(9), u64::MAX);
-        let h = history_of(&blocks[..20]);
+        let h = history_of(&c, &blocks[..20]);
         assert!(leader_for(&c, &h, Round(20 + LAG_ROUNDS)).certain);
         assert!(!leader_for(&c, &h, Round(21 + LAG_ROUNDS)).certain);
     }
 
+    /// Rounds of a pipeline where `crashed` stops at round `crash_at`, leaders chosen by the
+    /// rule: a round fails when its leader is the crashed replica (no proposal) or when the
+    /// next round's leader is (the votes go there). Returns the failed rounds after the crash.
+    fn failed_rounds_after_crash(
+        n: usize,
+        crashed: ReplicaId,
+        crash_at: u64,
+        rounds: u64,
+    ) -> Vec<u64> {
+        let k = keys(n);
+        let c = &k.committee;
+        let mut history = History::default();
+        // Certified blocks not yet committed, oldest first (a chain), and the highest certified.
+        let mut certified: Vec<Block> = vec![Block::genesis()];
+        let mut failed = Vec::new();
+        let alive = |id: ReplicaId, r: u64| id != crashed || r < crash_at;
+        for r in 1..=rounds {
+            // Right after failed rounds the anchor may not be committed yet: then every
+            // replica (all hold the same history here) goes by the same best guess.
+            let choice = leader_for(c, &history, Round(r));
+            let parent = certified.last().expect("genesis first").clone();
+            if !alive(choice.leader, r) {
+                failed.push(r);
+                continue;
+            }
+            let mut b = k.child(&parent, Round(r), r, vec![]);
+            b.header.author = choice.leader;
+            // The parent's QC was formed when the parent's round ended: the crashed replica
+            // signed it only if it was alive then.
+            b.header.parent_voters = c
+                .ids()
+                .filter(|id| !parent.is_genesis() && alive(*id, parent.round().0 + 1))
+                .take(c.quorum())
+                .collect();
+            // The block carries the parent's QC: two-chain commit of the grandparent.
+            if certified.len() >= 2 {
+                let gp = &certified[certified.len() - 2];
+                if parent.round().0 == gp.round().0 + 1 && !gp.is_genesis() {
+                    let upto = certified.len() - 1;
+                    for done in certified.drain(..upto) {
+                        if !done.is_genesis() {
+                            history.push(c, &done);
+                        }
+                    }
+                }
+            }
+            // Votes go to the next leader; a replica unsure of it broadcasts them, and then
+            // whoever leads next (or the TC of a failed round) carries the QC on.
+            let next = leader_for(c, &history, Round(r + 1));
+            if alive(next.leader, r + 1) || !next.certain {
+                certified.push(b);
+            } else {
+                failed.push(r);
+            }
+        }
+        failed.retain(|r| *r >= crash_at);
+        failed
+    }
+
+    #[test]
+    fn a_crashed_leader_is_blamed_and_excluded_within_a_rotation() {
+        // Over crash rounds 40-79 and every crashed replica, this model fails 1.8 rounds per
+        // crash on average for n = 4 and 1.4 for n = 7; without blames, with inactivity alone,
+        // 2.8 and 1.5. For n = 4 the worst case falls from 6 failed rounds to 4; for n = 7 it
+        // rises from 6 to 12 (a few crash rounds where failures leave everyone unsure of the
+        // anchor, and unsure replicas fall back to round-robin, which includes the crashed one).
+        for n in [4usize, 7] {
+            for crashed in 0..n as u16 {
+                for crash_at in 40u64..52 {
+                    let failed = failed_rounds_after_crash(n, ReplicaId(crashed), crash_at, 100);
+                    // The crashed replica fails the first round it leads (and the one before,
+                    // whose votes go to it); the block after carries that round's TC and
+                    // blames it, and it is excluded as soon as that block is past the anchor.
+                    let (most, within) = if n == 4 { (4, 6) } else { (12, 24) };
+                    assert!(
+                        failed.len() <= most && failed.iter().all(|r| *r <= crash_at + within),
+                        "n={n} crashed={crashed} at {crash_at}: failed rounds {failed:?}"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn limit_history_blocks_max() {
-        let (_, blocks) = chain(4, 100, ReplicaId(9), u64::MAX);
-        let h = history_of(&blocks);
+        let (c, blocks) = chain(4, 100, ReplicaId(9), u64::MAX);
+        let h = history_of(&c, &blocks);
         assert_eq!(h.entries.len(), HISTORY_BLOCKS_MAX);
         assert_eq!(h.entries.back().map(|e| e.height), Some(Height(100)));
     }

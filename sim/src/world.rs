@@ -1402,12 +1402,14 @@ impl Sim {
                 .iter()
                 .map(|n| {
                     format!(
-                        "replica {} honest={} applied={} vetoes={} {:?}",
+                        "replica {} honest={} applied={} vetoes={} lead={:?} pending={} {:?}",
                         n.id,
                         n.honest,
                         n.applied,
                         n.app.vetoes,
-                        n.replica.as_ref().map(|r| r.stats())
+                        n.replica.as_ref().map(|r| r.leader(r.round())),
+                        notary_consensus::Application::has_pending_work(&n.app),
+                        n.replica.as_ref().map(|r| r.stats().round)
                     )
                 })
                 .collect(),

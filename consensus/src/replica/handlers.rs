@@ -57,7 +57,7 @@ impl Replica {
         // After a restart we may already have proposed in the round we voted in; proposing again
         // there would look like equivocation, so the first proposal is for a later round.
         let proposed_in = safety.data().last_voted_round;
-        let history = History::recovered(&recovery.history, &root);
+        let history = History::recovered(&committee, &recovery.history, &root);
         let stats = Stats {
             round,
             leader: leader_for(&committee, &history, round).leader,
@@ -767,7 +767,7 @@ impl Replica {
                 qc: qc.clone(),
             };
             self.stats.blocks_committed += 1;
-            self.history.push(&block);
+            self.history.push(&self.committee, &block);
             self.fresh_commits.push(block.clone());
             self.out.push(Action::Commit { block, proof });
         }
@@ -891,7 +891,7 @@ impl Replica {
             self.stats.blocks_committed += 1;
             self.stats.blocks_synced += 1;
             last_qc = Some(c.proof.qc.clone());
-            self.history.push(&c.block);
+            self.history.push(&self.committee, &c.block);
             self.fresh_commits.push(c.block.clone());
             self.out.push(Action::Commit {
                 block: c.block,

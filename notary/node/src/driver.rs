@@ -174,9 +174,14 @@ impl<T: Transport> Driver<T> {
                     }
                 }
             };
+            let timeouts_before = self.replica.stats().local_timeouts;
+            let round_before = self.replica.round();
             let actions = self.replica.handle(now_ms(), event, &mut self.mempool);
             if !self.execute(actions, &mut deadline) {
                 return;
+            }
+            if self.replica.stats().local_timeouts > timeouts_before {
+                self.log_timeout(round_before);
             }
             if self.replica.round() != round {
                 self.metrics
@@ -188,6 +193,23 @@ impl<T: Transport> Driver<T> {
             self.publish();
         }
         self.publish();
+    }
+
+    /// A round this replica gave up on: what an operator needs to see why.
+    fn log_timeout(&self, round: notary_consensus::Round) {
+        let stats = self.replica.stats();
+        let leader = self.replica.leader(round);
+        tracing::warn!(
+            round = round.0,
+            leader = %leader.leader,
+            leader_certain = leader.certain,
+            committed_height = stats.committed_height.0,
+            committed_round = self.replica.committed().round().0,
+            high_qc_round = stats.high_qc_round.0,
+            holding_for_pipeline = self.mempool.is_holding(),
+            queued_batches = self.mempool.queued(),
+            "round timed out"
+        );
     }
 
     /// Asks `peer` for committed blocks after ours.
