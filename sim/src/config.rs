@@ -274,6 +274,23 @@ impl SimConfig {
         }
     }
 
+    /// The seed's configuration with a `ForkOnOldQc` replica in it: the adversary that exploits
+    /// a missing lock check (the `skip-lock` control). An existing Byzantine replica gains the
+    /// behaviour; otherwise twins are dropped and replica `seed mod n` becomes one.
+    pub fn with_forking_leader(seed: u64) -> SimConfig {
+        let mut c = SimConfig::from_seed(seed);
+        if let Some((_, b)) = c.byzantine.first_mut() {
+            if !b.contains(&Behaviour::ForkOnOldQc) {
+                b.push(Behaviour::ForkOnOldQc);
+            }
+        } else {
+            c.twins.clear();
+            c.twins_split = false;
+            c.byzantine = vec![((seed % c.n as u64) as usize, vec![Behaviour::ForkOnOldQc])];
+        }
+        c
+    }
+
     /// The negative control: n = 4 with f + 1 = 2 replicas twinned and the copies split into
     /// two halves that each hold a quorum, for the whole fault phase. Safety must break.
     pub fn twins_control(seed: u64) -> SimConfig {

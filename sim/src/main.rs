@@ -128,6 +128,9 @@ fn main() -> Result<()> {
                     }
                     let mut cfg = if args.twins_control {
                         SimConfig::twins_control(seed)
+                    } else if args.bug.as_deref() == Some("skip-lock") {
+                        // The planted bug only shows when a leader forks below the lock.
+                        SimConfig::with_forking_leader(seed)
                     } else {
                         SimConfig::from_seed(seed)
                     };

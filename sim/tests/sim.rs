@@ -74,22 +74,23 @@ fn a_leader_forking_below_its_tc_is_refused_and_safety_holds() {
 }
 
 /// The planted `skip-lock` bug skips vote rule 2 and the TC half of rule 3, in the safety
-/// rules and in `Block::verify` alike. Honest replicas then vote for a `ForkOnOldQc` leader's
-/// fork below its TC's highest QC, the fork commits against an already committed block, and
-/// the checker sees the agreement violation (seed 123, the control's first catch in
-/// `scripts/sim-ci`).
+/// rules and in `Block::verify` alike. With a `ForkOnOldQc` leader in the cluster (the control's
+/// configuration, `SimConfig::with_forking_leader`), honest replicas then vote for its fork
+/// below their lock, and the checker's `locked-round` invariant sees it (seed 3, the control's
+/// first catch in `scripts/sim-ci`). The same configuration without the bug passes.
 #[cfg(feature = "sim-bugs")]
 #[test]
-fn skip_lock_lets_a_fork_commit_and_the_checker_says_so() {
+fn skip_lock_lets_a_fork_below_the_lock_be_voted_and_the_checker_says_so() {
     notary_sim::plant_bugs(notary_consensus::sim_bugs::SKIP_LOCKED_ROUND_CHECK, 0);
-    let planted = run_seed(123);
+    let planted = run(SimConfig::with_forking_leader(3));
     notary_sim::plant_bugs(0, 0);
     let v = planted
         .violation
-        .expect("skip-lock planted: seed 123 must break agreement");
-    assert_eq!(v.invariant, "agreement", "{v}");
-    let clean = run_seed(123);
+        .expect("skip-lock planted: seed 3 with a forking leader must break the lock");
+    assert_eq!(v.invariant, "locked-round", "{v}");
+    let clean = run(SimConfig::with_forking_leader(3));
     assert!(clean.violation.is_none(), "{:?}", clean.violation);
+    assert!(clean.stats.forks > 0, "the forking leader never forked");
 }
 
 #[test]

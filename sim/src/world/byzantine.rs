@@ -123,9 +123,10 @@ impl Sim {
     /// The fork a `ForkOnOldQc` leader sends instead of `p` (a TC-justified proposal of its
     /// own), the same for every peer: `p`'s round, TC, timestamp and payload on an older QC
     /// than `p`'s. With even odds (when both exist) the QC is the oldest one the TC still
-    /// allows (`Block::verify` accepts it; it abandons the blocks certified since) or the newest
-    /// one below the TC's highest QC, e.g. the QC inside the block of its own high QC (that
-    /// fork breaks vote rules 2 and 3, and `Block::verify` refuses it before the safety rules).
+    /// allows (`Block::verify` accepts it; it abandons the blocks certified since) or one below
+    /// the TC's highest QC: the newest there, or one below the lock that block's voters hold
+    /// (both break vote rule 3, and the second rule 2 as well; `Block::verify` refuses them
+    /// before the safety rules, unless the `skip-lock` bug is planted).
     fn fork_on_old_qc(&mut self, i: usize, p: &Proposal) -> Option<Proposal> {
         let original = p.block.id();
         if let Some((id, fork)) = &self.nodes[i].fork {
@@ -137,11 +138,21 @@ impl Sim {
         let (floor, top) = (tc.highest_qc_round(), p.block.qc.round());
         let node = &self.nodes[i];
         let allowed = node.qcs.range(floor..top).next().map(|(_, qc)| qc.clone());
-        let below = node
+        // Below the floor: the newest QC there, or, with even odds, the newest one below the
+        // parent round of the floor's block, i.e. below the lock of every replica that voted
+        // for that block (only the planted `skip-lock` bug lets such a fork be voted for).
+        let lock = node.qcs.get(&floor).map(|qc| qc.data.parent_round);
+        let newest_below = node
             .qcs
             .range(..floor)
             .next_back()
             .map(|(_, qc)| qc.clone());
+        let below_lock =
+            lock.and_then(|l| node.qcs.range(..l).next_back().map(|(_, qc)| qc.clone()));
+        let below = match (newest_below, below_lock) {
+            (Some(n), Some(l)) => Some(if self.chance(0.5) { n } else { l }),
+            (n, _) => n,
+        };
         let qc = match (allowed, below) {
             (Some(a), Some(b)) => {
                 if self.chance(0.5) {
