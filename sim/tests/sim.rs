@@ -76,8 +76,8 @@ fn a_leader_forking_below_its_tc_is_refused_and_safety_holds() {
 /// The planted `skip-lock` bug skips vote rule 2 and the TC half of rule 3, in the safety
 /// rules and in `Block::verify` alike. With a `ForkOnOldQc` leader in the cluster (the control's
 /// configuration, `SimConfig::with_forking_leader`), honest replicas then vote for its fork
-/// below their lock, and the checker's `locked-round` invariant sees it (seed 3, the control's
-/// first catch in `scripts/sim-ci`). The same configuration without the bug passes.
+/// below their lock, and the checker's `locked-round` invariant sees it (seed 3; it is one of the
+/// control's first catches in `scripts/sim-ci`). The same configuration without the bug passes.
 #[cfg(feature = "sim-bugs")]
 #[test]
 fn skip_lock_lets_a_fork_below_the_lock_be_voted_and_the_checker_says_so() {

@@ -176,12 +176,16 @@ impl<T: Transport> Driver<T> {
             };
             let timeouts_before = self.replica.stats().local_timeouts;
             let round_before = self.replica.round();
+            // Who this replica waits for, before the event (a commit while handling it may
+            // change the answer); only a timer event is worth the lookup.
+            let leader_before =
+                matches!(event, Event::TimerFired).then(|| self.replica.leader(round_before));
             let actions = self.replica.handle(now_ms(), event, &mut self.mempool);
             if !self.execute(actions, &mut deadline) {
                 return;
             }
             if self.replica.stats().local_timeouts > timeouts_before {
-                self.log_timeout(round_before);
+                self.log_timeout(round_before, leader_before);
             }
             if self.replica.round() != round {
                 self.metrics
@@ -195,10 +199,15 @@ impl<T: Transport> Driver<T> {
         self.publish();
     }
 
-    /// A round this replica gave up on: what an operator needs to see why.
-    fn log_timeout(&self, round: notary_consensus::Round) {
+    /// A round this replica gave up on: what an operator needs to see why. `leader`: the
+    /// round's leader as this replica saw it when the timer fired.
+    fn log_timeout(
+        &self,
+        round: notary_consensus::Round,
+        leader: Option<notary_consensus::reputation::LeaderChoice>,
+    ) {
         let stats = self.replica.stats();
-        let leader = self.replica.leader(round);
+        let leader = leader.unwrap_or_else(|| self.replica.leader(round));
         tracing::warn!(
             round = round.0,
             leader = %leader.leader,

@@ -124,8 +124,8 @@ impl Sim {
     /// own), the same for every peer: `p`'s round, TC, timestamp and payload on an older QC
     /// than `p`'s. With even odds (when both exist) the QC is the oldest one the TC still
     /// allows (`Block::verify` accepts it; it abandons the blocks certified since) or one below
-    /// the TC's highest QC: the newest there, or one below the lock that block's voters hold
-    /// (both break vote rule 3, and the second rule 2 as well; `Block::verify` refuses them
+    /// the TC's highest QC: the newest there, or one below the lock held by every replica that
+    /// voted for a block carrying that QC (both break vote rule 3, and the second rule 2 as well; `Block::verify` refuses them
     /// before the safety rules, unless the `skip-lock` bug is planted).
     fn fork_on_old_qc(&mut self, i: usize, p: &Proposal) -> Option<Proposal> {
         let original = p.block.id();
@@ -140,7 +140,7 @@ impl Sim {
         let allowed = node.qcs.range(floor..top).next().map(|(_, qc)| qc.clone());
         // Below the floor: the newest QC there, or, with even odds, the newest one below the
         // parent round of the floor's block, i.e. below the lock of every replica that voted
-        // for that block (only the planted `skip-lock` bug lets such a fork be voted for).
+        // for a block carrying the floor's QC (only the planted `skip-lock` bug lets such a fork be voted for).
         let lock = node.qcs.get(&floor).map(|qc| qc.data.parent_round);
         let newest_below = node
             .qcs
