@@ -34,8 +34,9 @@ pub const WINDOW_BLOCKS: usize = 3;
 pub const HISTORY_BLOCKS_MAX: usize = WINDOW_BLOCKS + LAG_ROUNDS as usize + 8;
 
 /// What the rule needs of one committed block: all fields but `blamed` and `blame_known` are
-/// in the hashed header, and those two are computed from earlier committed blocks only, so every replica that
-/// committed the block (and knows enough of the chain before it) sees the same values.
+/// in the hashed header, and those two are computed from earlier committed blocks only, so
+/// every replica that committed the block (and knows enough of the chain before it) sees the
+/// same values.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Entry {
     height: Height,
@@ -233,8 +234,7 @@ pub struct LeaderChoice {
 /// When a crashed replica comes back, its votes appear in QCs, and it is active again a few
 /// blocks later.
 pub fn leader_for(committee: &Committee, history: &History, round: Round) -> LeaderChoice {
-    let anchor = Round(round.0.saturating_sub(LAG_ROUNDS));
-    let knows_anchor = history.last_round() >= anchor;
+    let knows_anchor = history.last_round() >= anchor(round);
     let choice = choose(committee, history, round, knows_anchor);
     if choice.certain {
         choice
@@ -259,14 +259,18 @@ fn chosen_in_view(
     round: Round,
     complete: bool,
 ) -> LeaderChoice {
-    let anchor = Round(round.0.saturating_sub(LAG_ROUNDS));
-    if view.last_round() < anchor {
+    if view.last_round() < anchor(round) {
         return LeaderChoice {
             leader: committee.leader(round),
             certain: complete,
         };
     }
     choose(committee, view, round, complete)
+}
+
+/// The round whose committed history decides the leader of `round` (rule step 1).
+fn anchor(round: Round) -> Round {
+    Round(round.0.saturating_sub(LAG_ROUNDS))
 }
 
 /// [`leader_for`] with the caller saying whether every committed block at or before the anchor
@@ -278,7 +282,7 @@ fn choose(
     knows_anchor: bool,
 ) -> LeaderChoice {
     let round_robin = committee.leader(round);
-    let anchor = Round(round.0.saturating_sub(LAG_ROUNDS));
+    let anchor = anchor(round);
     if anchor == Round(0) {
         return LeaderChoice {
             leader: round_robin,

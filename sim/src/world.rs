@@ -1409,7 +1409,7 @@ impl Sim {
                         n.app.vetoes,
                         n.replica.as_ref().map(|r| r.leader(r.round())),
                         notary_consensus::Application::has_pending_work(&n.app),
-                        n.replica.as_ref().map(|r| r.stats().round)
+                        n.replica.as_ref().map(|r| r.stats())
                     )
                 })
                 .collect(),

@@ -125,8 +125,8 @@ impl Sim {
     /// than `p`'s. With even odds (when both exist) the QC is the oldest one the TC still
     /// allows (`Block::verify` accepts it; it abandons the blocks certified since) or one below
     /// the TC's highest QC: the newest there, or one below the lock held by every replica that
-    /// voted for a block carrying that QC (both break vote rule 3, and the second rule 2 as well; `Block::verify` refuses them
-    /// before the safety rules, unless the `skip-lock` bug is planted).
+    /// voted for a block carrying that QC. Both break vote rule 3, the second rule 2 as well;
+    /// `Block::verify` refuses them before the safety rules unless `skip-lock` is planted.
     fn fork_on_old_qc(&mut self, i: usize, p: &Proposal) -> Option<Proposal> {
         let original = p.block.id();
         if let Some((id, fork)) = &self.nodes[i].fork {
@@ -140,7 +140,8 @@ impl Sim {
         let allowed = node.qcs.range(floor..top).next().map(|(_, qc)| qc.clone());
         // Below the floor: the newest QC there, or, with even odds, the newest one below the
         // parent round of the floor's block, i.e. below the lock of every replica that voted
-        // for a block carrying the floor's QC (only the planted `skip-lock` bug lets such a fork be voted for).
+        // for a block carrying the floor's QC (only the planted `skip-lock` bug lets such a
+        // fork be voted for).
         let lock = node.qcs.get(&floor).map(|qc| qc.data.parent_round);
         let newest_below = node
             .qcs
