@@ -6,7 +6,10 @@
 //!   atomically and durably (synced) before returning; a crash leaves all of it or none.
 //! - Applying a height at or below the applied height changes nothing; applying any height other
 //!   than `applied + 1` above it is a [`StoreError::HeightGap`].
-//! - `put_certificate` and `save_safety_record` are durable when they return.
+//! - `save_safety_record` is durable when it returns. `put_certificate` need not be: a
+//!   certificate is derived data (the unique threshold signature over a block header whose
+//!   block is durable already), and a replica forms the ones a crash lost again after its
+//!   restart. Saving it unsynced keeps an fsync per block off the path to the client's answer.
 //! - An I/O failure is a [`StoreError`]: fatal for the replica, which must stop signing.
 
 use notary_types::wire::{DecodeError, Reader, Writer};
@@ -125,7 +128,8 @@ pub trait Store: Send + Sync {
     fn apply_block(&self, write: &BlockWrite) -> Result<(), StoreError>;
     /// The record of an applied block.
     fn block(&self, height: Height) -> Result<Option<BlockRecord>, StoreError>;
-    /// Stores the combined cluster signature of an applied block's header, durably.
+    /// Stores the combined cluster signature of an applied block's header (durability not
+    /// required: see the module doc).
     fn put_certificate(
         &self,
         height: Height,

@@ -4,8 +4,11 @@
 //! For each committed block: decide and write it in one synced batch
 //! ([`notary_core::apply_committed_block`]), sign the header with this replica's BLS share,
 //! send the share to every peer, and collect shares until f+1 valid ones combine into the
-//! cluster signature (verified before use). The certificate is stored, and every client
-//! waiting on a transaction of the block gets its answer. Shares that arrive for heights not
+//! cluster signature (verified before use). The certificate is stored, unsynced, and every
+//! client waiting on a transaction of the block gets its answer: the block's decisions were
+//! synced before its share left, and a threshold BLS signature is unique (whichever f+1
+//! shares form it), so a certificate lost in a crash is formed again after the restart with
+//! the same bytes ([`uncertified`] finds the heights to sign again). Shares that arrive for heights not
 //! applied yet wait in a bounded buffer; a peer that sends a share for a block already
 //! certified here is sent the certificate (that is how a replica that was behind catches up
 //! on certificates). A height still uncertified [`SHARE_RESEND_AFTER`] after its share left
@@ -44,6 +47,10 @@ pub const SHARE_RESEND_AFTER: Duration = Duration::from_secs(1);
 
 /// At most this many heights (the oldest) have their share sent again per resend pass.
 pub const SHARE_RESEND_HEIGHTS_MAX: usize = 64;
+
+/// On a restart, the scan for heights whose certificate was lost stops after this many
+/// certified heights in a row (a lost certificate sits among the last few applied heights).
+pub const CERTIFIED_RUN: u64 = 64;
 
 /// Inputs of the executor thread.
 pub enum ExecInput {
@@ -138,12 +145,17 @@ impl<T: Transport> Executor<T> {
             Ok(h) => h.0,
             Err(e) => return self.halt(e),
         };
-        let mut certified = self.highest_certified(applied);
-        self.view.send_replace(ExecView { applied, certified });
         let mut pending: BTreeMap<u64, Pending> = BTreeMap::new();
         let mut early: BTreeMap<u64, HashMap<ReplicaId, Vec<u8>>> = BTreeMap::new();
-        // Heights applied before a restart whose certificate never formed: sign them again.
-        for h in (certified + 1)..=applied {
+        // Heights applied before a restart whose certificate never formed (or was written but
+        // not yet synced): sign them again. Their certificates are the same bytes as before,
+        // since a threshold BLS signature does not depend on which shares formed it.
+        let missing = match uncertified(&*self.store, applied) {
+            Ok(m) => m,
+            Err(e) => return self.halt(e),
+        };
+        let mut certified = missing.first().map_or(applied, |h| h - 1);
+        for h in missing {
             match self.start_certifying(h) {
                 Ok(p) => {
                     pending.insert(h, p);
@@ -151,6 +163,7 @@ impl<T: Transport> Executor<T> {
                 Err(e) => return self.halt(e),
             }
         }
+        self.view.send_replace(ExecView { applied, certified });
         loop {
             let input = match self.rx.recv_timeout(SHARE_RESEND_AFTER) {
                 Ok(input) => Some(input),
@@ -403,11 +416,9 @@ impl<T: Transport> Executor<T> {
 
     /// Stores the certificate and answers the clients waiting on the block.
     fn finish(&self, height: u64, sig: &ClusterSignature, p: &Pending) -> Result<(), StoreError> {
-        let t = Instant::now();
+        // Not synced (the store's contract): a certificate lost in a crash is formed again
+        // after the restart, with the same bytes.
         self.store.put_certificate(Height(height), sig)?;
-        self.metrics
-            .fsync_duration
-            .observe(t.elapsed().as_secs_f64());
         // One read of the block and one Merkle tree for all its waiting clients (building
         // them per request made answering a block quadratic in its size).
         if !p.requests.iter().any(|(tx, _)| self.waiters.is_waiting(tx)) {
@@ -422,5 +433,49 @@ impl<T: Transport> Executor<T> {
             }
         }
         Ok(())
+    }
+}
+
+/// The applied heights without a stored certificate, ascending: those to certify again
+/// after a restart. Certificates are written unsynced and a height may certify before the
+/// one below it, so a crash can lose any of the last few: scan down from `applied` until
+/// [`CERTIFIED_RUN`] heights in a row are certified.
+pub fn uncertified(store: &dyn Store, applied: u64) -> Result<Vec<u64>, StoreError> {
+    let mut missing = Vec::new();
+    let mut run = 0;
+    let mut h = applied;
+    while h > 0 && run < CERTIFIED_RUN {
+        if store.certificate(Height(h))?.is_some() {
+            run += 1;
+        } else {
+            run = 0;
+            missing.push(h);
+        }
+        h -= 1;
+    }
+    missing.reverse();
+    Ok(missing)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notary_core::MemStore;
+
+    #[test]
+    fn lost_certificates_are_found_below_the_applied_height_even_out_of_order() {
+        let store = MemStore::new();
+        let sig = ClusterSignature([7; 96]);
+        for h in 1..=200u64 {
+            // 150 and 190 certified before 149 and 189, whose certificates were lost, as were
+            // the last two.
+            if ![149, 189, 199, 200].contains(&h) {
+                store.put_certificate(Height(h), &sig).unwrap();
+            }
+        }
+        assert_eq!(uncertified(&store, 200).unwrap(), vec![149, 189, 199, 200]);
+        assert_eq!(uncertified(&store, 0).unwrap(), Vec::<u64>::new());
+        let empty = MemStore::new();
+        assert_eq!(uncertified(&empty, 3).unwrap(), vec![1, 2, 3]);
     }
 }

@@ -15,9 +15,11 @@
 //! | `m` ‖ `safety`                     | consensus safety record (opaque)            |
 //!
 //! Options (kept few on purpose): `create_if_missing`, LZ4 compression (the only codec compiled
-//! in), and a 10-bit-per-key bloom filter, because the double-spend check is a point lookup that
-//! mostly misses. Every write uses `WriteOptions::set_sync(true)`: a block, a certificate or a
-//! safety record is on disk before the call returns.
+//! in), and bloom filters on the tables (10 bits per key) and on the memtable (whole keys),
+//! because the double-spend check is a point lookup that mostly misses. A block and a safety record are written with `WriteOptions::set_sync(true)`:
+//! on disk before the call returns. A certificate is not synced (the `Store` contract: it is
+//! formed again after a crash); it reaches the disk with the next synced write, which follows
+//! it in the same write-ahead log.
 //!
 //! Invariants: a block's effects and the applied height are in one `WriteBatch`, so a crash
 //! leaves all or nothing; `apply_block` holds a mutex across the applied-height check and the
@@ -92,6 +94,11 @@ impl RocksStore {
         let mut table = BlockBasedOptions::default();
         table.set_bloom_filter(10.0, false);
         opts.set_block_based_table_factory(&table);
+        // The same reason in the memtable: the double-spend and idempotency lookups of a block
+        // mostly miss, and without a filter each miss walks the memtable's skip list (the
+        // executor's largest cost after BLS under load, per the profile in BENCHMARKS.md).
+        opts.set_memtable_whole_key_filtering(true);
+        opts.set_memtable_prefix_bloom_ratio(0.1);
         let db = DB::open(&opts, path).map_err(io("open"))?;
         Ok(Self {
             db,
@@ -195,7 +202,11 @@ impl Store for RocksStore {
         signature: &ClusterSignature,
     ) -> Result<(), StoreError> {
         self.db
-            .put_opt(height_key(b's', height), signature.0, &synced())
+            .put_opt(
+                height_key(b's', height),
+                signature.0,
+                &WriteOptions::default(),
+            )
             .map_err(io("put_certificate"))
     }
 
