@@ -15,8 +15,8 @@
 use std::collections::HashMap;
 
 use notary_types::{
-    ClusterId, ConsumedState, Height, Leaf, MerkleTree, NotarisationAnswer, Outcome, RequestDigest,
-    StateRef, Timestamp, TxId,
+    ClusterId, ClusterSignature, ConsumedState, Height, Leaf, MerkleTree, NotarisationAnswer,
+    Outcome, RequestDigest, StateRef, Timestamp, TxId,
 };
 
 use crate::stateless::VerifiedRequest;
@@ -279,6 +279,17 @@ pub fn block_answers<S: Store + ?Sized>(
         return Ok(Vec::new());
     };
     let signature = store.certificate(height)?;
+    block_answers_of(store, &record, signature)
+}
+
+/// [`block_answers`] for a block record and certificate already in hand (the executor holds
+/// both when a block certifies): no read of the block, which can be megabytes.
+pub fn block_answers_of<S: Store + ?Sized>(
+    store: &S,
+    record: &BlockRecord,
+    signature: Option<ClusterSignature>,
+) -> Result<Vec<TxStatus>, StoreError> {
+    let height = record.height;
     let tree = signature.map(|_| MerkleTree::from_leaves(&record.leaves));
     let header = record.header();
     let mut out = Vec::with_capacity(record.resolutions.len());

@@ -28,8 +28,8 @@ use blsttc::{PublicKeySet, SecretKeyShare, SignatureShare};
 use bytes::Bytes;
 use notary_consensus::{CommittedBlock, ReplicaId};
 use notary_core::{
-    apply_committed_block, block_answers, sign_header, Committee, ReplicaIndex, ShareCollector,
-    ShareOutcome, Store, StoreError, TxStatus, VerifiedRequest,
+    apply_committed_block, block_answers_of, sign_header, BlockRecord, Committee, ReplicaIndex,
+    ShareCollector, ShareOutcome, Store, StoreError, TxStatus, VerifiedRequest,
 };
 use notary_net::Transport;
 use notary_types::{ClusterId, ClusterSignature, Height, Timestamp};
@@ -126,6 +126,9 @@ struct Pending {
     received: Option<ClusterSignature>,
     /// Request (tx, digest) pairs of the block, to wake waiters.
     requests: Vec<(notary_types::TxId, notary_types::RequestDigest)>,
+    /// The block as applied: its header is what the shares sign, and its leaves give the
+    /// answers (kept, not read back: a block record can be megabytes).
+    record: BlockRecord,
     /// This replica's share message, kept to send again while the height is uncertified.
     share_message: Bytes,
     /// When the share was last sent.
@@ -178,14 +181,18 @@ impl<T: Transport> Executor<T> {
                     requests,
                 }) => self
                     .apply(committed, &requests, &mut applied)
-                    .and_then(|h| {
-                        let Some(h) = h else { return Ok(()) };
-                        let mut p = self.start_certifying(h)?;
+                    .map(|applied_block| {
+                        let Some(record) = applied_block else { return };
+                        let h = record.height.0;
+                        let digests = requests
+                            .iter()
+                            .map(|r| (r.request().fields.tx_id, r.digest()))
+                            .collect();
+                        let mut p = self.certify(record, digests);
                         for (from, share) in early.remove(&h).unwrap_or_default() {
                             self.add_share(&mut p, from, &share);
                         }
                         pending.insert(h, p);
-                        Ok(())
                     }),
                 Some(ExecInput::Share {
                     from,
@@ -271,13 +278,13 @@ impl<T: Transport> Executor<T> {
         h
     }
 
-    /// Applies one committed block; returns its height if it was new.
+    /// Applies one committed block; returns its record if it was new.
     fn apply(
         &mut self,
         committed: Box<CommittedBlock>,
         requests: &[VerifiedRequest],
         applied: &mut u64,
-    ) -> Result<Option<u64>, StoreError> {
+    ) -> Result<Option<BlockRecord>, StoreError> {
         let height = committed.block.height().0;
         if height <= *applied {
             return Ok(None);
@@ -285,7 +292,7 @@ impl<T: Transport> Executor<T> {
         let timestamp = Timestamp(committed.block.header.timestamp.0);
         let lag_s = crate::driver::now_ms().0.saturating_sub(timestamp.0) as f64 / 1000.0;
         let t = Instant::now();
-        apply_committed_block(
+        let record = apply_committed_block(
             &*self.store,
             &self.cluster_id,
             Height(height),
@@ -306,15 +313,31 @@ impl<T: Transport> Executor<T> {
             "block applied"
         );
         *applied = height;
-        Ok(Some(height))
+        Ok(Some(record))
     }
 
-    /// Signs the header of an applied block, sends the share, and starts a collector.
+    /// [`Self::certify`] for a block applied before a restart: its record from the store.
     fn start_certifying(&self, height: u64) -> Result<Pending, StoreError> {
         let record = self
             .store
             .block(Height(height))?
             .ok_or(StoreError::MissingBlock { height })?;
+        let digests = record
+            .requests
+            .iter()
+            .map(|r| (r.fields.tx_id, r.fields.digest()))
+            .collect();
+        Ok(self.certify(record, digests))
+    }
+
+    /// Signs the header of an applied block, sends the share, and starts a collector.
+    /// `digests`: the (tx, request digest) of each of its requests, to wake their waiters.
+    fn certify(
+        &self,
+        record: BlockRecord,
+        digests: Vec<(notary_types::TxId, notary_types::RequestDigest)>,
+    ) -> Pending {
+        let height = record.height.0;
         let header = record.header();
         let t = Instant::now();
         let share = sign_header(&self.share_key, &header);
@@ -332,16 +355,13 @@ impl<T: Transport> Executor<T> {
         let mut p = Pending {
             collector,
             received: None,
-            requests: record
-                .requests
-                .iter()
-                .map(|r| (r.fields.tx_id, r.fields.digest()))
-                .collect(),
+            requests: digests,
+            record,
             share_message: bytes,
             sent_at: Instant::now(),
         };
         self.add_share_parsed(&mut p, self.me, share);
-        Ok(p)
+        p
     }
 
     fn add_share(&self, p: &mut Pending, from: ReplicaId, bytes: &[u8]) {
@@ -388,18 +408,17 @@ impl<T: Transport> Executor<T> {
         // The collector holds the header bytes; a certificate from a peer must verify over
         // our own header for that height before we keep it.
         let t = Instant::now();
-        match self.store.block(Height(height)) {
-            Ok(Some(record))
-                if record
-                    .header()
-                    .verify(&self.keys.public_key(), &sig)
-                    .is_ok() =>
-            {
-                self.metrics
-                    .observe_signing("verify", t.elapsed().as_secs_f64());
-                p.received = Some(sig);
-            }
-            _ => self.blame(from),
+        if p.record.height.0 == height
+            && p.record
+                .header()
+                .verify(&self.keys.public_key(), &sig)
+                .is_ok()
+        {
+            self.metrics
+                .observe_signing("verify", t.elapsed().as_secs_f64());
+            p.received = Some(sig);
+        } else {
+            self.blame(from);
         }
     }
 
@@ -424,7 +443,7 @@ impl<T: Transport> Executor<T> {
         if !p.requests.iter().any(|(tx, _)| self.waiters.is_waiting(tx)) {
             return Ok(());
         }
-        let answers = block_answers(&*self.store, Height(height))?;
+        let answers = block_answers_of(&*self.store, &p.record, Some(*sig))?;
         for ((tx, digest), status) in p.requests.iter().zip(answers) {
             if let TxStatus::Certified(answer) = status {
                 if self.waiters.is_waiting(tx) {
