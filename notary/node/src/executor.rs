@@ -8,16 +8,18 @@
 //! client waiting on a transaction of the block gets its answer: the block's decisions were
 //! synced before its share left, and a threshold BLS signature is unique (whichever f+1
 //! shares form it), so a certificate lost in a crash is formed again after the restart with
-//! the same bytes ([`uncertified`] finds the heights to sign again). Shares that arrive for heights not
-//! applied yet wait in a bounded buffer; a peer that sends a share for a block already
-//! certified here is sent the certificate (that is how a replica that was behind catches up
-//! on certificates). A height still uncertified [`SHARE_RESEND_AFTER`] after its share left
-//! sends the share again (to at most [`SHARE_RESEND_HEIGHTS_MAX`] heights at a time): a share
-//! or certificate lost in transit, or sent while a restarted replica's connections were still
-//! being made, is asked for again instead of leaving the height uncertified for ever.
+//! the same bytes ([`uncertified`] finds the heights to sign again). Shares that arrive for
+//! heights not applied yet wait in a bounded buffer; a peer that sends a share for a block
+//! already certified here is sent the certificate (that is how a replica that was behind
+//! catches up on certificates). A height still uncertified [`SHARE_RESEND_AFTER`] after its
+//! share left sends the share again (to at most [`SHARE_RESEND_HEIGHTS_MAX`] heights at a
+//! time): a share or certificate lost in transit, or sent while a restarted replica's
+//! connections were still being made, is asked for again instead of leaving the height
+//! uncertified for ever.
 //!
 //! A storage error is fatal: the executor stops, the replica stops signing, and `/readyz`
-//! says why. Nothing is acknowledged that was not durable: answers are built from the store.
+//! says why. Nothing is acknowledged that was not durable: an answer is built from a block
+//! record that is synced before its share is signed.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -49,8 +51,12 @@ pub const SHARE_RESEND_AFTER: Duration = Duration::from_secs(1);
 pub const SHARE_RESEND_HEIGHTS_MAX: usize = 64;
 
 /// On a restart, the scan for heights whose certificate was lost stops after this many
-/// certified heights in a row (a lost certificate sits among the last few applied heights).
+/// certified heights in a row (a lost certificate sits among the last few applied heights)...
 pub const CERTIFIED_RUN: u64 = 64;
+
+/// ...or after this many heights below the applied one: each height signed again holds its
+/// block in memory until it certifies. Older uncertified heights are logged, not signed.
+pub const RESIGN_SCAN_MAX: u64 = 256;
 
 /// Inputs of the executor thread.
 pub enum ExecInput {
@@ -458,12 +464,20 @@ impl<T: Transport> Executor<T> {
 /// The applied heights without a stored certificate, ascending: those to certify again
 /// after a restart. Certificates are written unsynced and a height may certify before the
 /// one below it, so a crash can lose any of the last few: scan down from `applied` until
-/// [`CERTIFIED_RUN`] heights in a row are certified.
+/// [`CERTIFIED_RUN`] heights in a row are certified, or [`RESIGN_SCAN_MAX`] were looked at.
 pub fn uncertified(store: &dyn Store, applied: u64) -> Result<Vec<u64>, StoreError> {
     let mut missing = Vec::new();
     let mut run = 0;
     let mut h = applied;
     while h > 0 && run < CERTIFIED_RUN {
+        if applied - h >= RESIGN_SCAN_MAX {
+            tracing::warn!(
+                below = h + 1,
+                applied,
+                "heights this far below the applied one are not checked for a certificate"
+            );
+            break;
+        }
         if store.certificate(Height(h))?.is_some() {
             run += 1;
         } else {
@@ -496,5 +510,10 @@ mod tests {
         assert_eq!(uncertified(&store, 0).unwrap(), Vec::<u64>::new());
         let empty = MemStore::new();
         assert_eq!(uncertified(&empty, 3).unwrap(), vec![1, 2, 3]);
+        // A long uncertified run is signed again only up to the scan bound.
+        let far = uncertified(&empty, 10_000).unwrap();
+        assert_eq!(far.len() as u64, RESIGN_SCAN_MAX);
+        assert_eq!(far.first(), Some(&(10_000 - RESIGN_SCAN_MAX + 1)));
+        assert_eq!(far.last(), Some(&10_000));
     }
 }
