@@ -62,7 +62,7 @@ fn describe(r: &RunReport) -> String {
     format!(
         "seed {} n={} byz={:?} twins={:?} real_bls={} sim={}s events={} height={} requests={} \
          answers={} crashes={} partitions={} pauses={} halts={}/{} dropped={} forks={}/{} \
-         below_lock={} live_at={:?} trace={}",
+         below_lock={} resigned={} live_at={:?} trace={}",
         r.seed,
         r.config.n,
         r.config.byzantine,
@@ -82,6 +82,7 @@ fn describe(r: &RunReport) -> String {
         s.forks_below_tc,
         s.forks,
         s.below_lock,
+        s.resigned,
         s.live_at_ms,
         hex(&r.trace_hash[..8]),
     )

@@ -23,8 +23,8 @@ use notary_consensus::{
     Recovery, Replica, ReplicaId, Round, SafetyData, SyncRequest, SyncResponse, TimeMs,
 };
 use notary_core::{
-    answer_for_request, apply_committed_block, tx_status, ClusterPolicy, MemStore, Store, TxStatus,
-    VerifiedRequest,
+    answer_for_request, apply_committed_block, tx_status, uncertified, ClusterPolicy, MemStore,
+    Store, TxStatus, VerifiedRequest,
 };
 use notary_types::{
     ClusterId, ClusterSignature, Height, NotarisationAnswer, NotarisationRequest, RequestDigest,
@@ -253,6 +253,9 @@ pub struct Stats {
     /// Proposals delivered to an honest replica that only vote rule 2 (the lock) could refuse:
     /// well-formed, for a round it has not voted in, on a QC below its locked round.
     pub below_lock: u64,
+    /// Heights a restarted replica signed again because their certificate was missing
+    /// (never formed before the crash, or stored unsynced and lost with it).
+    pub resigned: u64,
     /// Highest committed height.
     pub height: u64,
     /// Certified answers received by clients.
@@ -508,12 +511,11 @@ impl Sim {
         node.waiters.clear();
         node.apply_at = self.now;
         let gen = node.gen;
-        // Heights applied before the crash whose certificate never formed: sign them again.
-        let mut h = applied;
-        while h > 0 && matches!(self.nodes[i].store.certificate(Height(h)), Ok(None)) {
-            h -= 1;
-        }
-        for height in h + 1..=applied {
+        // Heights applied before the crash whose certificate never formed or was lost (it is
+        // stored unsynced): sign them again, as notaryd's executor does.
+        let missing = uncertified(&self.nodes[i].store, Height(applied)).unwrap_or_default();
+        self.stats.resigned += missing.len() as u64;
+        for height in missing {
             self.start_certifying(i, height);
         }
         self.handle(i, Event::Tick);

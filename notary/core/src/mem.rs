@@ -1,9 +1,11 @@
 //! `MemStore`: the in-memory twin of the RocksDB store, for tests and the simulator.
 //!
-//! Every write is "synced" when it returns, like the real store. Fault injection hooks:
-//! [`MemStore::fail_writes`] makes every later write fail with a typed I/O error (a full disk),
-//! and [`MemStore::durable_copy`] gives what a restarted replica would find on disk (with
-//! immediate syncing, everything written so far).
+//! Durability as in the RocksDB store: a block and a safety record are synced when the write
+//! returns; a certificate is not, and becomes durable with the next synced write (they share
+//! one write-ahead log). Fault injection hooks: [`MemStore::fail_writes`] makes every later
+//! write fail with a typed I/O error (a full disk), and [`MemStore::durable_copy`] gives what a
+//! restarted replica would find on disk: everything but the certificates stored since the
+//! last synced write.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,6 +22,8 @@ struct State {
     decisions: HashMap<TxId, DecisionRecord>,
     blocks: BTreeMap<Height, BlockRecord>,
     certificates: BTreeMap<Height, ClusterSignature>,
+    /// Certificates stored since the last synced write: a crash now loses them.
+    unsynced: Vec<Height>,
     safety: Option<Vec<u8>>,
 }
 
@@ -44,8 +48,12 @@ impl MemStore {
     /// An independent store holding what is durable now: what a replica restarted after a crash
     /// at this instant would read.
     pub fn durable_copy(&self) -> Self {
+        let mut state = self.lock().clone();
+        for h in std::mem::take(&mut state.unsynced) {
+            state.certificates.remove(&h);
+        }
         Self {
-            state: Arc::new(Mutex::new(self.lock().clone())),
+            state: Arc::new(Mutex::new(state)),
             failing: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -97,6 +105,7 @@ impl Store for MemStore {
         s.decisions.extend(write.decisions.iter().copied());
         s.blocks.insert(height, write.record.clone());
         s.applied = height;
+        s.unsynced.clear();
         Ok(())
     }
 
@@ -110,7 +119,9 @@ impl Store for MemStore {
         signature: &ClusterSignature,
     ) -> Result<(), StoreError> {
         self.check_writable("put_certificate")?;
-        self.lock().certificates.insert(height, *signature);
+        let mut s = self.lock();
+        s.certificates.insert(height, *signature);
+        s.unsynced.push(height);
         Ok(())
     }
 
@@ -120,7 +131,9 @@ impl Store for MemStore {
 
     fn save_safety_record(&self, bytes: &[u8]) -> Result<(), StoreError> {
         self.check_writable("save_safety_record")?;
-        self.lock().safety = Some(bytes.to_vec());
+        let mut s = self.lock();
+        s.safety = Some(bytes.to_vec());
+        s.unsynced.clear();
         Ok(())
     }
 

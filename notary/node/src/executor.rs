@@ -21,7 +21,7 @@
 //! says why. Nothing is acknowledged that was not durable: an answer is built from a block
 //! record that is synced before its share is signed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,8 +30,8 @@ use blsttc::{PublicKeySet, SecretKeyShare, SignatureShare};
 use bytes::Bytes;
 use notary_consensus::{CommittedBlock, ReplicaId};
 use notary_core::{
-    apply_committed_block, block_answers_of, sign_header, BlockRecord, Committee, ReplicaIndex,
-    ShareCollector, ShareOutcome, Store, StoreError, TxStatus, VerifiedRequest,
+    apply_committed_block, block_answers_of, sign_header, uncertified, BlockRecord, Committee,
+    ReplicaIndex, ShareCollector, ShareOutcome, Store, StoreError, TxStatus, VerifiedRequest,
 };
 use notary_net::Transport;
 use notary_types::{ClusterId, ClusterSignature, Height, Timestamp};
@@ -50,13 +50,8 @@ pub const SHARE_RESEND_AFTER: Duration = Duration::from_secs(1);
 /// At most this many heights (the oldest) have their share sent again per resend pass.
 pub const SHARE_RESEND_HEIGHTS_MAX: usize = 64;
 
-/// On a restart, the scan for heights whose certificate was lost stops after this many
-/// certified heights in a row (a lost certificate sits among the last few applied heights)...
-pub const CERTIFIED_RUN: u64 = 64;
-
-/// ...or after this many heights below the applied one: each height signed again holds its
-/// block in memory until it certifies. Older uncertified heights are logged, not signed.
-pub const RESIGN_SCAN_MAX: u64 = 256;
+/// At most this many heights signed again after a restart are collecting shares at once.
+pub const RESIGN_IN_FLIGHT_MAX: usize = 64;
 
 /// Inputs of the executor thread.
 pub enum ExecInput {
@@ -94,7 +89,8 @@ pub enum ExecInput {
 pub struct ExecView {
     /// Highest applied height.
     pub applied: u64,
-    /// Highest height whose certificate is stored.
+    /// Highest height up to which every applied height is certified: every applied height
+    /// is pending (or waiting to be signed again after a restart) until it certifies.
     pub certified: u64,
 }
 
@@ -159,21 +155,36 @@ impl<T: Transport> Executor<T> {
         // Heights applied before a restart whose certificate never formed (or was written but
         // not yet synced): sign them again. Their certificates are the same bytes as before,
         // since a threshold BLS signature does not depend on which shares formed it.
-        let missing = match uncertified(&*self.store, applied) {
+        let missing = match uncertified(&*self.store, Height(applied)) {
             Ok(m) => m,
             Err(e) => return self.halt(e),
         };
-        let mut certified = missing.first().map_or(applied, |h| h - 1);
-        for h in missing {
-            match self.start_certifying(h) {
-                Ok(p) => {
-                    pending.insert(h, p);
-                }
-                Err(e) => return self.halt(e),
-            }
+        let mut resign: VecDeque<u64> = missing.into();
+        if !resign.is_empty() {
+            tracing::info!(
+                heights = resign.len(),
+                from = resign[0],
+                "signing again applied heights whose certificate is missing"
+            );
         }
-        self.view.send_replace(ExecView { applied, certified });
         loop {
+            // Heights signed again enter `pending` a bounded number at a time: each holds its
+            // block in memory until it certifies.
+            while pending.len() < RESIGN_IN_FLIGHT_MAX {
+                let Some(h) = resign.pop_front() else { break };
+                match self.start_certifying(h) {
+                    Ok(p) => {
+                        pending.insert(h, p);
+                    }
+                    Err(e) => return self.halt(e),
+                }
+            }
+            let certified = [pending.keys().next(), resign.front()]
+                .into_iter()
+                .flatten()
+                .min()
+                .map_or(applied, |h| h - 1);
+            self.view.send_replace(ExecView { applied, certified });
             let input = match self.rx.recv_timeout(SHARE_RESEND_AFTER) {
                 Ok(input) => Some(input),
                 Err(RecvTimeoutError::Timeout) => None,
@@ -243,10 +254,8 @@ impl<T: Transport> Executor<T> {
                 if let Err(e) = self.finish(h, &sig, &p) {
                     return self.halt(e);
                 }
-                certified = self.highest_certified(certified.max(h.saturating_sub(1)));
             }
             early.retain(|h, _| *h > applied);
-            self.view.send_replace(ExecView { applied, certified });
             self.resend_stale_shares(&mut pending);
         }
     }
@@ -273,15 +282,6 @@ impl<T: Transport> Executor<T> {
         tracing::error!(error = %e, "storage failed: this replica stops applying and signing");
         *self.halted.lock() = Some(format!("storage failed: {e}"));
         self.metrics.signing_halted.set(1);
-    }
-
-    /// The highest height h ≥ `from` such that every height up to h is certified.
-    fn highest_certified(&self, from: u64) -> u64 {
-        let mut h = from;
-        while let Ok(Some(_)) = self.store.certificate(Height(h + 1)) {
-            h += 1;
-        }
-        h
     }
 
     /// Applies one committed block; returns its record if it was new.
@@ -458,62 +458,5 @@ impl<T: Transport> Executor<T> {
             }
         }
         Ok(())
-    }
-}
-
-/// The applied heights without a stored certificate, ascending: those to certify again
-/// after a restart. Certificates are written unsynced and a height may certify before the
-/// one below it, so a crash can lose any of the last few: scan down from `applied` until
-/// [`CERTIFIED_RUN`] heights in a row are certified, or [`RESIGN_SCAN_MAX`] were looked at.
-pub fn uncertified(store: &dyn Store, applied: u64) -> Result<Vec<u64>, StoreError> {
-    let mut missing = Vec::new();
-    let mut run = 0;
-    let mut h = applied;
-    while h > 0 && run < CERTIFIED_RUN {
-        if applied - h >= RESIGN_SCAN_MAX {
-            tracing::warn!(
-                below = h + 1,
-                applied,
-                "heights this far below the applied one are not checked for a certificate"
-            );
-            break;
-        }
-        if store.certificate(Height(h))?.is_some() {
-            run += 1;
-        } else {
-            run = 0;
-            missing.push(h);
-        }
-        h -= 1;
-    }
-    missing.reverse();
-    Ok(missing)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use notary_core::MemStore;
-
-    #[test]
-    fn lost_certificates_are_found_below_the_applied_height_even_out_of_order() {
-        let store = MemStore::new();
-        let sig = ClusterSignature([7; 96]);
-        for h in 1..=200u64 {
-            // 150 and 190 certified before 149 and 189, whose certificates were lost, as were
-            // the last two.
-            if ![149, 189, 199, 200].contains(&h) {
-                store.put_certificate(Height(h), &sig).unwrap();
-            }
-        }
-        assert_eq!(uncertified(&store, 200).unwrap(), vec![149, 189, 199, 200]);
-        assert_eq!(uncertified(&store, 0).unwrap(), Vec::<u64>::new());
-        let empty = MemStore::new();
-        assert_eq!(uncertified(&empty, 3).unwrap(), vec![1, 2, 3]);
-        // A long uncertified run is signed again only up to the scan bound.
-        let far = uncertified(&empty, 10_000).unwrap();
-        assert_eq!(far.len() as u64, RESIGN_SCAN_MAX);
-        assert_eq!(far.first(), Some(&(10_000 - RESIGN_SCAN_MAX + 1)));
-        assert_eq!(far.last(), Some(&10_000));
     }
 }

@@ -16,10 +16,10 @@
 //!
 //! Options (kept few on purpose): `create_if_missing`, LZ4 compression (the only codec compiled
 //! in), and bloom filters on the tables (10 bits per key) and on the memtable (whole keys),
-//! because the double-spend check is a point lookup that mostly misses. A block and a safety record are written with `WriteOptions::set_sync(true)`:
-//! on disk before the call returns. A certificate is not synced (the `Store` contract: it is
-//! formed again after a crash); it reaches the disk with the next synced write, which follows
-//! it in the same write-ahead log.
+//! because the double-spend check is a point lookup that mostly misses. A block and a safety
+//! record are written with `WriteOptions::set_sync(true)`: on disk before the call returns. A
+//! certificate is not synced (the `Store` contract: it is formed again after a crash); it
+//! reaches the disk with the next synced write, which follows it in the same write-ahead log.
 //!
 //! Invariants: a block's effects and the applied height are in one `WriteBatch`, so a crash
 //! leaves all or nothing; `apply_block` holds a mutex across the applied-height check and the
