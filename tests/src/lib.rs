@@ -46,6 +46,16 @@ pub struct TestCluster {
 impl TestCluster {
     /// Creates and starts `n` replicas on ports from `base_port`, waits until all are ready.
     pub fn start(n: usize, base_port: u16) -> Result<Self> {
+        Self::start_configured(n, base_port, |_, toml| toml)
+    }
+
+    /// Like [`TestCluster::start`], with each replica's `config/notary.toml` passed through
+    /// `configure(i, text)` before it starts.
+    pub fn start_configured(
+        n: usize,
+        base_port: u16,
+        configure: impl Fn(usize, String) -> String,
+    ) -> Result<Self> {
         let notaryd = binary("notaryd");
         anyhow::ensure!(
             notaryd.exists(),
@@ -55,6 +65,12 @@ impl TestCluster {
         let dir = tempfile::tempdir()?;
         let home = dir.path().join("cluster");
         let mut cluster = LocalCluster::create(&notaryd, &home, n, base_port)?;
+        for i in 0..n {
+            let path = cluster.home(i).join("config/notary.toml");
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            std::fs::write(&path, configure(i, text))?;
+        }
         cluster.start_all()?;
         cluster.wait_all_ready(Duration::from_secs(60))?;
         let cluster_file = home.join("cluster.toml");

@@ -1,6 +1,6 @@
 //! Real `notaryd` processes on loopback: the happy path through the library and the CLI, a
 //! double-spend race, SIGKILL under load with no acknowledged notarisation lost, bad input,
-//! and a clean SIGTERM.
+//! a clean SIGTERM, and overload refused at once (503 with `Retry-After`) with nothing lost.
 
 use std::collections::HashMap;
 use std::process::Command;
@@ -343,4 +343,108 @@ fn sigterm_stops_a_replica_cleanly_and_it_restarts() {
     // The restarted replica answers the earlier transaction from its own store.
     let v = rt.block_on(c.client.notarise_via(2, &r)).unwrap();
     assert_eq!(v.answer, before.answer);
+}
+
+#[test]
+fn overload_is_refused_at_once_with_retry_after_and_loses_nothing() {
+    let _turn = lock();
+    // Replica 0 takes at most 8 requests in flight, 4 per ledger node.
+    let c = TestCluster::start_configured(4, 27000, |i, toml| {
+        if i != 0 {
+            return toml;
+        }
+        let small = toml
+            .replace("max_requests = 2000 ", "max_requests = 4 ")
+            .replace("max_pending_requests = 50000", "max_pending_requests = 8")
+            .replace(
+                "max_pending_per_requester = 10000",
+                "max_pending_per_requester = 4",
+            );
+        assert_eq!(small.matches(" = 4 ").count(), 2, "{small}");
+        assert!(small.contains("max_pending_requests = 8 "), "{small}");
+        small
+    })
+    .expect("cluster starts");
+    let rt = runtime();
+    let key = rt.block_on(c.client.cluster()).unwrap().key().unwrap();
+    let http = reqwest::Client::new();
+    let url = format!("{}/v1/notarise", c.cluster.api_url(0));
+
+    // Ledger node 0 sends 48 requests at once, ledger node 1 four, all to replica 0.
+    let requests: Vec<_> = (0..52)
+        .map(|i| {
+            let node = usize::from(i >= 48);
+            c.request(node, tx(&format!("flood-{i}")), vec![state("flood", i)])
+        })
+        .collect();
+    let tasks: Vec<_> = requests
+        .iter()
+        .map(|r| {
+            let (http, url, body) = (http.clone(), url.clone(), serde_json::to_vec(r).unwrap());
+            rt.spawn(async move {
+                let resp = http
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = resp.status().as_u16();
+                let retry_after = resp
+                    .headers()
+                    .get("retry-after")
+                    .map(|v| v.to_str().unwrap().to_string());
+                let json: serde_json::Value = resp.json().await.unwrap();
+                (status, retry_after, json)
+            })
+        })
+        .collect();
+    let results: Vec<_> = tasks.into_iter().map(|t| rt.block_on(t).unwrap()).collect();
+
+    let mut refused = Vec::new();
+    for (i, (r, (status, retry_after, json))) in requests.iter().zip(&results).enumerate() {
+        match status {
+            200 => {
+                let answer: NotarisationAnswer = serde_json::from_value(json.clone()).unwrap();
+                answer.verify(&key, &r.fields).unwrap();
+                assert_eq!(answer.leaf.outcome, Outcome::Committed);
+            }
+            503 => {
+                assert_eq!(json["error"]["code"], "overloaded", "{json}");
+                assert_eq!(json["error"]["retryable"], true, "{json}");
+                let after: u64 = retry_after
+                    .as_deref()
+                    .expect("a 503 carries Retry-After")
+                    .parse()
+                    .expect("Retry-After in seconds");
+                assert!(after >= 1, "Retry-After {after}");
+                assert!(i < 48, "ledger node 1 stays within its own bound: {json}");
+                refused.push(r);
+            }
+            other => panic!("request {i}: unexpected status {other}: {json}"),
+        }
+    }
+    // Ledger node 0 had 48 requests in flight against a bound of 4.
+    assert!(refused.len() >= 40, "only {} refused", refused.len());
+
+    // Refused is not lost: each one resubmitted is signed, and replica 0 counted every 503.
+    for r in &refused {
+        let v = rt.block_on(c.client.notarise(r)).unwrap();
+        assert_eq!(v.outcome(), &Outcome::Committed);
+    }
+    let (_, metrics) =
+        notary_node::localnet::http_get(c.cluster.admin_addr(0), "/metrics").unwrap();
+    let counted: usize = metrics
+        .lines()
+        .find(|l| l.starts_with("notary_requests_total{outcome=\"overloaded\"}"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .expect("the overloaded counter");
+    assert!(
+        counted >= refused.len(),
+        "{counted} counted, {} refused",
+        refused.len()
+    );
+    let (status, _) = notary_node::localnet::http_get(c.cluster.admin_addr(0), "/readyz").unwrap();
+    assert_eq!(status, 200, "replica 0 stays ready");
 }
