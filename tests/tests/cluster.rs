@@ -217,6 +217,27 @@ fn kill_9_under_load_loses_no_acknowledged_notarisation() {
         assert_eq!(v.outcome(), &Outcome::Committed);
         acknowledged.push(v.answer);
     }
+    // Peers' batches were trusted on f + 1 attestations, and the ones whose checker was
+    // killed were checked in full instead (attest.rs).
+    let count = |check: &str| -> u64 {
+        [0, 2, 3]
+            .into_iter()
+            .map(|i| {
+                let (_, m) =
+                    notary_node::localnet::http_get(c.cluster.admin_addr(i), "/metrics").unwrap();
+                let series = format!("notary_peer_batches_total{{check=\"{check}\"}} ");
+                m.lines()
+                    .find_map(|l| l.strip_prefix(series.as_str()))
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+            })
+            .sum()
+    };
+    assert!(
+        count("attested") > 0,
+        "no batch was trusted on attestations"
+    );
+    assert!(count("checked") > 0, "no batch was checked by its checker");
     c.cluster.start(1).unwrap();
     c.cluster.wait_ready(1, Duration::from_secs(60)).unwrap();
 

@@ -37,6 +37,7 @@ pub use machine::{
 pub use mem::MemStore;
 pub use shares::{sign_header, ShareCollector, ShareOutcome};
 pub use stateless::{
-    check, check_batch, check_unsigned, check_wire, ClusterPolicy, Rejection, VerifiedRequest,
+    check, check_attested, check_batch, check_unsigned, check_wire, ClusterPolicy, Rejection,
+    VerifiedRequest,
 };
 pub use store::{BlockRecord, BlockWrite, DecisionRecord, Resolution, Store, StoreError};

@@ -80,7 +80,8 @@ pub enum Rejection {
 }
 
 /// A request that passed every stateless check, with its digest computed once. Only
-/// [`check`], [`check_batch`] and [`check_wire`] construct it.
+/// [`check`], [`check_batch`], [`check_wire`] and (for requests f + 1 replicas verified)
+/// [`check_attested`] construct it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedRequest {
     request: NotarisationRequest,
@@ -152,6 +153,18 @@ pub fn check(
         .map_err(|_| Rejection::SignatureInvalid {
             requester: request.fields.requester,
         })?;
+    Ok(verified(request, &canonical))
+}
+
+/// Every stateless check but the signature, for a request of a batch that f + 1 replicas
+/// attest they checked in full (node's `attest.rs`): at least one of them is honest, and an
+/// honest replica attests only to requests whose signatures it verified. Never call it for a
+/// request nobody verified.
+pub fn check_attested(
+    policy: &ClusterPolicy,
+    request: NotarisationRequest,
+) -> Result<VerifiedRequest, Rejection> {
+    let (_, canonical) = precheck(policy, &request)?;
     Ok(verified(request, &canonical))
 }
 
@@ -238,6 +251,12 @@ mod tests {
         )
     }
 
+    fn forged_for_attested(good: &NotarisationRequest) -> NotarisationRequest {
+        let mut forged = good.clone();
+        forged.signature.0[0] ^= 1;
+        forged
+    }
+
     #[test]
     fn each_stateless_rejection_in_order() {
         let p = policy();
@@ -267,6 +286,14 @@ mod tests {
         assert!(matches!(
             check(&p, forged),
             Err(Rejection::SignatureInvalid { .. })
+        ));
+
+        // An attested request skips only the signature: the rest is checked as before.
+        assert_eq!(check_attested(&p, good.clone()).unwrap(), v);
+        assert!(check_attested(&p, forged_for_attested(&good)).is_ok());
+        assert!(matches!(
+            check_attested(&p, request(1, &key(2))),
+            Err(Rejection::RequesterNotPermitted { .. })
         ));
 
         assert_eq!(check_wire(&p, &good.to_wire_bytes()).unwrap(), v);

@@ -10,6 +10,8 @@
 //! * [`executor`] — applying committed blocks, signing shares, combining certificates,
 //!   answering waiting clients;
 //! * [`mempool`] — batches waiting for a block; the consensus `Application`;
+//! * [`attest`] — which peers' batches this replica checks in full, and which it trusts on
+//!   f + 1 attestations;
 //! * [`wire`] — every message between replicas;
 //! * [`api`], [`admin`] — the HTTP listeners; [`admission`] — when to answer `overloaded`;
 //! * [`config`], [`keys`], [`setup`] — the home directory, key files and set-up verbs;
@@ -22,6 +24,7 @@ pub mod admin;
 pub mod admission;
 pub mod api;
 pub mod api_error;
+pub mod attest;
 pub mod config;
 pub mod demo;
 pub mod dkg;

@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use notary_consensus::{Application, Block, BlockId, Height};
-use notary_core::{check_batch, ClusterPolicy, VerifiedRequest};
+use notary_core::{check_attested, check_batch, ClusterPolicy, VerifiedRequest};
 use notary_types::NotarisationRequest;
 use tokio::sync::watch;
 
@@ -66,27 +66,54 @@ pub enum BatchError {
 
 /// Checks every request of a batch (batch ed25519 verification); all or nothing.
 pub fn check_whole_batch(policy: &ClusterPolicy, batch: Batch) -> Result<CheckedBatch, BatchError> {
-    let mut decoded: Vec<NotarisationRequest> = Vec::with_capacity(batch.requests.len());
-    for (index, bytes) in batch.requests.iter().enumerate() {
-        let r =
-            NotarisationRequest::from_wire_bytes(bytes).map_err(|e| BatchError::BadRequest {
-                index,
-                reason: e.to_string(),
-            })?;
-        decoded.push(r);
-    }
-    let mut requests = Vec::with_capacity(decoded.len());
-    for (index, r) in check_batch(policy, decoded).into_iter().enumerate() {
-        requests.push(r.map_err(|e| BatchError::BadRequest {
-            index,
-            reason: e.to_string(),
-        })?);
-    }
+    let digest = batch.digest();
+    let requests = check_batch(policy, decode_batch(&batch)?)
+        .into_iter()
+        .enumerate()
+        .map(|(index, r)| r.map_err(|e| bad(index, e)))
+        .collect::<Result<_, _>>()?;
     Ok(CheckedBatch {
-        digest: batch.digest(),
+        digest,
         batch,
         requests,
     })
+}
+
+/// Checks every request of a batch that f + 1 replicas attest they checked in full
+/// (`attest.rs`): everything but the signatures; all or nothing.
+pub fn check_attested_batch(
+    policy: &ClusterPolicy,
+    batch: Batch,
+    digest: BatchDigest,
+) -> Result<CheckedBatch, BatchError> {
+    let requests = decode_batch(&batch)?
+        .into_iter()
+        .enumerate()
+        .map(|(index, r)| check_attested(policy, r).map_err(|e| bad(index, e)))
+        .collect::<Result<_, _>>()?;
+    Ok(CheckedBatch {
+        digest,
+        batch,
+        requests,
+    })
+}
+
+fn decode_batch(batch: &Batch) -> Result<Vec<NotarisationRequest>, BatchError> {
+    batch
+        .requests
+        .iter()
+        .enumerate()
+        .map(|(index, bytes)| {
+            NotarisationRequest::from_wire_bytes(bytes).map_err(|e| bad(index, e))
+        })
+        .collect()
+}
+
+fn bad(index: usize, e: impl std::fmt::Display) -> BatchError {
+    BatchError::BadRequest {
+        index,
+        reason: e.to_string(),
+    }
 }
 
 /// Counters for metrics and tests.

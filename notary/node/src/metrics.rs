@@ -37,6 +37,13 @@ pub struct OutcomeLabel {
     pub outcome: &'static str,
 }
 
+/// `{check=...}`
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CheckLabel {
+    /// `checked`, `attested` or `fallback`.
+    pub check: &'static str,
+}
+
 /// `{stage=...}`
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StageLabel {
@@ -90,6 +97,10 @@ pub struct Metrics {
     pub requests_in_flight: Gauge,
     /// Requests per sealed batch.
     pub batch_size: Histogram,
+    /// Peers' batches by how this replica came to trust them (`attest.rs`): `checked` (in
+    /// full, as a checker), `attested` (f + 1 attestations, signatures not verified here),
+    /// `fallback` (in full, because attestations did not come in time).
+    pub peer_batches: Family<CheckLabel, Counter>,
     /// Threshold-signature work per stage.
     pub signing_duration: Family<StageLabel, Histogram>,
     /// Synced writes (block batches, safety records).
@@ -136,6 +147,7 @@ impl Metrics {
             request_duration: Histogram::new(latency_buckets()),
             requests_in_flight: Gauge::default(),
             batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 14)),
+            peer_batches: Family::default(),
             signing_duration: Family::new_with_constructor(|| Histogram::new(latency_buckets())),
             fsync_duration: Histogram::new(latency_buckets()),
             db_size_bytes: Gauge::default(),
@@ -210,6 +222,11 @@ impl Metrics {
             "frames_rejected",
             "Frames and connections refused, by reason",
             m.frames_rejected.clone(),
+        );
+        r.register(
+            "peer_batches",
+            "Peers' batches by how they came to be trusted (checked, attested, fallback)",
+            m.peer_batches.clone(),
         );
         r.register(
             "requests",

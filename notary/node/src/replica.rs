@@ -29,12 +29,13 @@ use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch};
 
 use crate::admission::{Admission, Bounds};
+use crate::attest::{Attestations, Verdict};
 use crate::config::Config;
 use crate::driver::{decode_committed, decode_safety, ConsensusView, Driver, DriverInput};
 use crate::executor::{ExecInput, ExecView, Executor};
 use crate::keys::{self, BlsShareFile};
-use crate::mempool::{check_whole_batch, CheckedBatch, Mempool};
-use crate::metrics::{Metrics, PeerLabel, ReasonLabel};
+use crate::mempool::{check_attested_batch, check_whole_batch, CheckedBatch, Mempool};
+use crate::metrics::{CheckLabel, Metrics, PeerLabel, ReasonLabel};
 use crate::state::{Node, Waiters};
 use crate::wire::{self, Batch, PeerMessage};
 
@@ -287,10 +288,14 @@ async fn run_async(config: Config) -> Result<()> {
     tokio::spawn(inbound_router(
         inbound,
         committee,
-        policy.clone(),
-        driver_tx.clone(),
-        exec_tx.clone(),
-        metrics.clone(),
+        Peers {
+            me,
+            policy: policy.clone(),
+            transport: transport.clone(),
+            driver: driver_tx.clone(),
+            exec: exec_tx.clone(),
+            metrics: metrics.clone(),
+        },
     ));
     let sealer = Arc::new(Sealer {
         policy: policy.clone(),
@@ -420,6 +425,9 @@ fn init_metric_labels(node: &Node) {
     for reason in ["qc", "tc", "timeout"] {
         let _ = m.round_changes.get_or_create(&ReasonLabel { reason });
     }
+    for check in ["checked", "attested", "fallback"] {
+        let _ = m.peer_batches.get_or_create(&CheckLabel { check });
+    }
     for stage in ["share", "combine", "verify"] {
         let _ = m
             .signing_duration
@@ -456,23 +464,52 @@ fn reject(metrics: &Metrics, reason: &'static str) {
         .inc();
 }
 
-/// Decodes peers' frames and routes them; signature checks happen here, on the async
-/// workers, never on the consensus thread.
-async fn inbound_router(
-    mut inbound: notary_net::Inbound,
-    committee: ConsensusCommittee,
+/// What the inbound router hands peers' messages to.
+struct Peers {
+    me: ReplicaId,
     policy: Arc<ClusterPolicy>,
+    transport: Arc<QuicTransport>,
     driver: SyncSender<DriverInput>,
     exec: SyncSender<ExecInput>,
     metrics: Arc<Metrics>,
+}
+
+/// How often held batches are looked at for attestations that did not come (`attest.rs`).
+const ATTEST_TICK: Duration = Duration::from_millis(10);
+
+/// Decodes peers' frames and routes them; signature checks happen on blocking threads,
+/// never on the consensus thread. Peers' batches are checked in full only where
+/// `attest.rs` says so; the rest wait for f + 1 attestations.
+async fn inbound_router(
+    mut inbound: notary_net::Inbound,
+    committee: ConsensusCommittee,
+    peers: Peers,
 ) {
     let payload_max = notary_consensus::limits::PAYLOAD_BYTES_MAX;
-    while let Some((from, bytes)) = inbound.recv().await {
+    let peers = Arc::new(peers);
+    let mut attest = Attestations::new(peers.me, committee.ids(), committee.max_faulty());
+    let mut tick = tokio::time::interval(ATTEST_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let (from, bytes) = tokio::select! {
+            got = inbound.recv() => match got {
+                Some(got) => got,
+                None => break,
+            },
+            _ = tick.tick() => {
+                let down = peers.transport.stats().peers.into_iter().filter(|p| !p.connected);
+                attest.set_down(down.map(|p| p.id));
+                for verdict in attest.tick(std::time::Instant::now()) {
+                    trust_batch(&peers, None, verdict);
+                }
+                continue;
+            }
+        };
         let message = match wire::decode(&bytes) {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(peer = %from, error = %e, "undecodable frame dropped");
-                reject(&metrics, "undecodable");
+                reject(&peers.metrics, "undecodable");
                 continue;
             }
         };
@@ -482,41 +519,35 @@ async fn inbound_router(
                 match m.verify(&committee, from, payload_max) {
                     Ok(v) => {
                         if let Err(TrySendError::Full(_)) =
-                            driver.try_send(DriverInput::Consensus(Box::new(v)))
+                            peers.driver.try_send(DriverInput::Consensus(Box::new(v)))
                         {
                             tracing::warn!(peer = %from, kind, "consensus queue full: message dropped");
                         }
                     }
                     Err(e) => {
                         tracing::warn!(peer = %from, kind, error = %e, "consensus message rejected");
-                        reject(&metrics, "bad_consensus");
+                        reject(&peers.metrics, "bad_consensus");
                     }
                 }
             }
             PeerMessage::Batch(batch) => {
-                let policy = policy.clone();
-                let driver = driver.clone();
-                let metrics = metrics.clone();
-                // Batch signature checks are CPU work: off the async workers' hot path.
-                tokio::task::spawn_blocking(move || match check_whole_batch(&policy, batch) {
-                    Ok(b) => {
-                        let _ = driver.try_send(DriverInput::Batch(Arc::new(b)));
-                    }
-                    Err(e) => {
-                        tracing::warn!(peer = %from, error = %e, "batch rejected");
-                        reject(&metrics, "bad_batch");
-                    }
-                });
+                let verdict = attest.on_batch(from, batch, std::time::Instant::now());
+                trust_batch(&peers, Some(from), verdict);
+            }
+            PeerMessage::BatchAck { digest } => {
+                if let Some(verdict) = attest.on_ack(from, digest, std::time::Instant::now()) {
+                    trust_batch(&peers, None, verdict);
+                }
             }
             PeerMessage::Share { height, share } => {
-                let _ = exec.try_send(ExecInput::Share {
+                let _ = peers.exec.try_send(ExecInput::Share {
                     from,
                     height,
                     share,
                 });
             }
             PeerMessage::Certificate { height, signature } => {
-                let _ = exec.try_send(ExecInput::Certificate {
+                let _ = peers.exec.try_send(ExecInput::Certificate {
                     from,
                     height,
                     signature,
@@ -524,6 +555,62 @@ async fn inbound_router(
             }
         }
     }
+}
+
+/// Acts on an attestation verdict for a peer's batch (`origin`: the peer it came from, when
+/// it is being checked on arrival): checks it on a blocking thread, in full or all but the
+/// signatures, hands it to the mempool, and acks it to the other peers if they wait for it.
+fn trust_batch(peers: &Arc<Peers>, origin: Option<ReplicaId>, verdict: Verdict) {
+    let peers = peers.clone();
+    match verdict {
+        Verdict::Held => {}
+        Verdict::CheckHere { batch, digest, ack } => {
+            tokio::task::spawn_blocking(move || match check_whole_batch(&peers.policy, batch) {
+                Ok(b) => {
+                    let label = if ack || origin.is_some() {
+                        "checked"
+                    } else {
+                        "fallback"
+                    };
+                    count_batch(&peers.metrics, label);
+                    if ack {
+                        let bytes = Bytes::from(wire::encode(&PeerMessage::BatchAck { digest }));
+                        for to in peers.transport.peers() {
+                            if Some(to) != origin {
+                                let _ = peers.transport.send(to, bytes.clone());
+                            }
+                        }
+                    }
+                    let _ = peers.driver.try_send(DriverInput::Batch(Arc::new(b)));
+                }
+                Err(e) => {
+                    tracing::warn!(peer = ?origin, error = %e, "batch rejected");
+                    reject(&peers.metrics, "bad_batch");
+                }
+            });
+        }
+        // No signatures to verify: done here, so that the batch reaches the mempool before
+        // a proposal carrying it that arrives just after the ack (else a late check).
+        Verdict::Attested { batch, digest } => {
+            match check_attested_batch(&peers.policy, batch, digest) {
+                Ok(b) => {
+                    count_batch(&peers.metrics, "attested");
+                    let _ = peers.driver.try_send(DriverInput::Batch(Arc::new(b)));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "attested batch rejected");
+                    reject(&peers.metrics, "bad_batch");
+                }
+            }
+        }
+    }
+}
+
+fn count_batch(metrics: &Metrics, check: &'static str) {
+    metrics
+        .peer_batches
+        .get_or_create(&CheckLabel { check })
+        .inc();
 }
 
 /// Where sealed batches go, and who hears of a refused request.

@@ -3,7 +3,8 @@
 //!
 //! * A **batch** is a list of requests in their canonical wire bytes (PROTOCOL.md): the
 //!   replica that received them from ledger nodes checked them and sends the batch to every
-//!   peer, which checks them again before it trusts them.
+//!   peer. The f peers after it in member order check them again and send a **batch ack**;
+//!   the others trust the batch once f + 1 replicas attest it (`attest.rs`).
 //! * A block's consensus **payload** is a list of batches. Every replica checks every request
 //!   of a payload before voting for it (a Byzantine leader cannot slip in an unsigned one);
 //!   batches it already received and checked cost a hash lookup, not a signature check.
@@ -42,6 +43,11 @@ pub enum PeerMessage {
         height: u64,
         /// The cluster signature (96 bytes).
         signature: Vec<u8>,
+    },
+    /// The sender checked every request of this batch in full, signatures included.
+    BatchAck {
+        /// The batch's digest.
+        digest: BatchDigest,
     },
 }
 
