@@ -32,7 +32,7 @@ use parking_lot::Mutex;
 
 use crate::executor::ExecInput;
 use crate::mempool::{CheckedBatch, Mempool};
-use crate::metrics::Metrics;
+use crate::metrics::{CheckLabel, Metrics};
 use crate::wire::{self, PeerMessage};
 
 /// Inputs of the consensus thread.
@@ -180,7 +180,15 @@ impl<T: Transport> Driver<T> {
             // change the answer); only a timer event is worth the lookup.
             let leader_before =
                 matches!(event, Event::TimerFired).then(|| self.replica.leader(round_before));
+            let late_before = self.mempool.stats.late_checks;
             let actions = self.replica.handle(now_ms(), event, &mut self.mempool);
+            let late = self.mempool.stats.late_checks - late_before;
+            if late > 0 {
+                self.metrics
+                    .peer_batches
+                    .get_or_create(&CheckLabel { check: "late" })
+                    .inc_by(late);
+            }
             if !self.execute(actions, &mut deadline) {
                 return;
             }

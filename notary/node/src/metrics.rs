@@ -40,7 +40,7 @@ pub struct OutcomeLabel {
 /// `{check=...}`
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CheckLabel {
-    /// `checked`, `attested` or `fallback`.
+    /// `checked`, `attested`, `fallback` or `late`.
     pub check: &'static str,
 }
 
@@ -99,7 +99,8 @@ pub struct Metrics {
     pub batch_size: Histogram,
     /// Peers' batches by how this replica came to trust them (`attest.rs`): `checked` (in
     /// full, as a checker), `attested` (f + 1 attestations, signatures not verified here),
-    /// `fallback` (in full, because attestations did not come in time).
+    /// `fallback` (in full, because attestations did not come in time), `late` (in full, on
+    /// the consensus thread, because a proposal carried it before it was trusted here).
     pub peer_batches: Family<CheckLabel, Counter>,
     /// Threshold-signature work per stage.
     pub signing_duration: Family<StageLabel, Histogram>,
@@ -225,7 +226,7 @@ impl Metrics {
         );
         r.register(
             "peer_batches",
-            "Peers' batches by how they came to be trusted (checked, attested, fallback)",
+            "Peers' batches by how they came to be trusted (checked, attested, fallback, late)",
             m.peer_batches.clone(),
         );
         r.register(

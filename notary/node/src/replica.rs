@@ -425,7 +425,7 @@ fn init_metric_labels(node: &Node) {
     for reason in ["qc", "tc", "timeout"] {
         let _ = m.round_changes.get_or_create(&ReasonLabel { reason });
     }
-    for check in ["checked", "attested", "fallback"] {
+    for check in ["checked", "attested", "fallback", "late"] {
         let _ = m.peer_batches.get_or_create(&CheckLabel { check });
     }
     for stage in ["share", "combine", "verify"] {
