@@ -42,6 +42,10 @@ pub const SUSPECT_FOR: Duration = Duration::from_secs(10);
 /// The most batches held for attestations; beyond it, batches are checked on arrival.
 pub const HELD_BATCHES_MAX: usize = 4096;
 
+/// The most bytes of batches held for attestations; beyond it, batches are checked on
+/// arrival (a Byzantine origin cannot make a replica hold more than this).
+pub const HELD_BYTES_MAX: usize = 256 << 20;
+
 /// The most digests whose acks arrived before their batch.
 pub const EARLY_ACKS_MAX: usize = 8192;
 
@@ -85,6 +89,7 @@ pub struct Attestations {
     members: Vec<ReplicaId>,
     f: usize,
     held: HashMap<BatchDigest, HeldBatch>,
+    held_bytes: usize,
     early: HashMap<BatchDigest, (Instant, BTreeSet<ReplicaId>)>,
     suspect: HashMap<ReplicaId, Instant>,
     /// Peers the transport reports disconnected.
@@ -102,6 +107,7 @@ impl Attestations {
             members,
             f,
             held: HashMap::new(),
+            held_bytes: 0,
             early: HashMap::new(),
             suspect: HashMap::new(),
             down: BTreeSet::new(),
@@ -144,7 +150,12 @@ impl Attestations {
         let digest = batch.digest();
         let checker = self.is_checker(origin);
         let suspect = self.suspect.get(&origin).is_some_and(|until| now < *until);
-        if checker || suspect || self.held.len() >= HELD_BATCHES_MAX || self.checker_down(origin) {
+        if checker
+            || suspect
+            || self.held.len() >= HELD_BATCHES_MAX
+            || self.held_bytes + batch.wire_len() > HELD_BYTES_MAX
+            || self.checker_down(origin)
+        {
             self.early.remove(&digest);
             return Verdict::CheckHere {
                 batch,
@@ -164,6 +175,7 @@ impl Attestations {
         if attestors.len() > self.f {
             return Verdict::Attested { batch, digest };
         }
+        self.held_bytes += batch.wire_len();
         self.held.insert(
             digest,
             HeldBatch {
@@ -190,6 +202,7 @@ impl Attestations {
             h.attestors.insert(from);
             if h.attestors.len() > self.f {
                 let h = self.held.remove(&digest).expect("present above");
+                self.held_bytes -= h.batch.wire_len();
                 return Some(Verdict::Attested {
                     batch: h.batch,
                     digest,
@@ -222,6 +235,7 @@ impl Attestations {
         let mut out = Vec::with_capacity(late.len());
         for (digest, waited) in late {
             let h = self.held.remove(&digest).expect("listed above");
+            self.held_bytes -= h.batch.wire_len();
             if waited {
                 self.suspect.insert(h.origin, now + SUSPECT_FOR);
             }
@@ -327,6 +341,32 @@ mod tests {
         // Another origin was never suspect.
         assert!(matches!(
             a.on_batch(ReplicaId(1), batch(4), t1),
+            Verdict::Held
+        ));
+    }
+
+    #[test]
+    fn held_batches_are_bounded_in_bytes() {
+        let now = Instant::now();
+        let mut a = four(3);
+        let big = |tag: u8| Batch {
+            requests: vec![vec![tag; 64 << 20]],
+        };
+        for tag in 0..3 {
+            assert!(matches!(
+                a.on_batch(ReplicaId(0), big(tag), now),
+                Verdict::Held
+            ));
+        }
+        assert!(matches!(
+            a.on_batch(ReplicaId(0), big(3), now),
+            Verdict::CheckHere { ack: false, .. }
+        ));
+        // Attested batches free their bytes.
+        let d = big(0).digest();
+        assert!(a.on_ack(ReplicaId(1), d, now).is_some());
+        assert!(matches!(
+            a.on_batch(ReplicaId(0), big(4), now),
             Verdict::Held
         ));
     }
