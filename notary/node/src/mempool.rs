@@ -1,8 +1,9 @@
 //! The mempool: checked batches waiting for a block, and the consensus [`Application`].
 //!
 //! It lives on the consensus thread (consensus calls it from `handle`) and never does I/O.
-//! * Batches enter already checked (their requests verified off this thread), own ones from
-//!   the batcher and peers' from the inbound path.
+//! * Batches enter already checked (their requests verified off this thread, here or, for
+//!   peers' batches, by f + 1 attesting replicas: `attest.rs`), own ones from the batcher and
+//!   peers' from the inbound path.
 //! * `propose` takes batches in arrival order, skipping those already in an uncommitted
 //!   ancestor, up to the payload byte limit.
 //! * `validate` vetoes a block whose payload does not decode or holds a request that fails

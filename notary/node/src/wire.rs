@@ -7,7 +7,8 @@
 //!   the others trust the batch once f + 1 replicas attest it (`attest.rs`).
 //! * A block's consensus **payload** is a list of batches. Every replica checks every request
 //!   of a payload before voting for it (a Byzantine leader cannot slip in an unsigned one);
-//!   batches it already received and checked cost a hash lookup, not a signature check.
+//!   batches it already trusts (checked here, or attested by f + 1 replicas) cost a hash
+//!   lookup, not a signature check.
 //! * A **share** is a replica's BLS signature share over the header of a block it applied; a
 //!   **certificate** is the combined signature, sent to a replica that asks late.
 //!
