@@ -122,6 +122,16 @@ pub fn state(label: &str, index: u32) -> StateRef {
     }
 }
 
+/// `POST url` with a JSON body; panics if no answer comes (the tests' replicas are up).
+pub async fn post_json(http: &reqwest::Client, url: &str, body: Vec<u8>) -> reqwest::Response {
+    http.post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("the replica answers")
+}
+
 /// Sends `POST path` announcing `content_length` bytes but writing only `body_prefix`, then
 /// reads the answer: how a test shows that an oversized body is refused before it is read.
 pub fn post_announcing(

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use notary_client::Verified;
-use notary_e2e::{binary, state, tx, TestCluster, ONE_CLUSTER_AT_A_TIME};
+use notary_e2e::{binary, post_json, state, tx, TestCluster, ONE_CLUSTER_AT_A_TIME};
 use notary_types::{NotarisationAnswer, Outcome};
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -282,13 +282,7 @@ fn bad_input_gets_typed_errors_and_the_cluster_stays_healthy() {
         let http = http.clone();
         let url = url.clone();
         rt.block_on(async move {
-            let resp = http
-                .post(url)
-                .header("content-type", "application/json")
-                .body(body)
-                .send()
-                .await
-                .unwrap();
+            let resp = post_json(&http, &url, body).await;
             let status = resp.status().as_u16();
             let json: serde_json::Value = resp.json().await.unwrap_or_default();
             (
@@ -403,13 +397,7 @@ fn overload_is_refused_at_once_with_retry_after_and_loses_nothing() {
         .map(|r| {
             let (http, url, body) = (http.clone(), url.clone(), serde_json::to_vec(r).unwrap());
             rt.spawn(async move {
-                let resp = http
-                    .post(url)
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await
-                    .unwrap();
+                let resp = post_json(&http, &url, body).await;
                 let status = resp.status().as_u16();
                 let retry_after = resp
                     .headers()
