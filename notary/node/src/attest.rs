@@ -120,15 +120,12 @@ impl Attestations {
         self.down = down.into_iter().collect();
     }
 
+    /// The f members after `origin` in member order, cyclically (none for a stranger).
     fn checkers(&self, origin: ReplicaId) -> impl Iterator<Item = ReplicaId> + '_ {
         let n = self.members.len();
         let at = self.members.iter().position(|m| *m == origin);
-        let count = if at.is_some() {
-            self.f.min(n.saturating_sub(1))
-        } else {
-            0
-        };
-        (1..=count).map(move |k| self.members[(at.unwrap_or(0) + k) % n])
+        at.into_iter()
+            .flat_map(move |at| (1..=self.f.min(n - 1)).map(move |k| self.members[(at + k) % n]))
     }
 
     fn checker_down(&self, origin: ReplicaId) -> bool {

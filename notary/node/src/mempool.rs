@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use notary_consensus::{Application, Block, BlockId, Height};
-use notary_core::{check_attested, check_batch, ClusterPolicy, VerifiedRequest};
+use notary_core::{check_attested, check_batch, ClusterPolicy, Rejection, VerifiedRequest};
 use notary_types::NotarisationRequest;
 use tokio::sync::watch;
 
@@ -65,19 +65,15 @@ pub enum BatchError {
     },
 }
 
-/// Checks every request of a batch (batch ed25519 verification); all or nothing.
-pub fn check_whole_batch(policy: &ClusterPolicy, batch: Batch) -> Result<CheckedBatch, BatchError> {
-    let digest = batch.digest();
-    let requests = check_batch(policy, decode_batch(&batch)?)
-        .into_iter()
-        .enumerate()
-        .map(|(index, r)| r.map_err(|e| bad(index, e)))
-        .collect::<Result<_, _>>()?;
-    Ok(CheckedBatch {
-        digest,
-        batch,
-        requests,
-    })
+/// Checks every request of a batch (batch ed25519 verification); all or nothing. `digest`:
+/// the batch's, which every caller has already computed to look the batch up.
+pub fn check_whole_batch(
+    policy: &ClusterPolicy,
+    batch: Batch,
+    digest: BatchDigest,
+) -> Result<CheckedBatch, BatchError> {
+    let results = check_batch(policy, decode_batch(&batch)?);
+    all_passed(batch, digest, results)
 }
 
 /// Checks every request of a batch that f + 1 replicas attest they checked in full
@@ -87,10 +83,22 @@ pub fn check_attested_batch(
     batch: Batch,
     digest: BatchDigest,
 ) -> Result<CheckedBatch, BatchError> {
-    let requests = decode_batch(&batch)?
+    let results = decode_batch(&batch)?
+        .into_iter()
+        .map(|r| check_attested(policy, r))
+        .collect();
+    all_passed(batch, digest, results)
+}
+
+fn all_passed(
+    batch: Batch,
+    digest: BatchDigest,
+    results: Vec<Result<VerifiedRequest, Rejection>>,
+) -> Result<CheckedBatch, BatchError> {
+    let requests = results
         .into_iter()
         .enumerate()
-        .map(|(index, r)| check_attested(policy, r).map_err(|e| bad(index, e)))
+        .map(|(index, r)| r.map_err(|e| bad(index, e)))
         .collect::<Result<_, _>>()?;
     Ok(CheckedBatch {
         digest,
@@ -247,7 +255,7 @@ impl Mempool {
                     }
                     b
                 }
-                None => match check_whole_batch(&self.policy, batch) {
+                None => match check_whole_batch(&self.policy, batch, digest) {
                     Ok(b) => Arc::new(b),
                     Err(_) => continue,
                 },
@@ -325,7 +333,7 @@ impl Application for Mempool {
                 continue;
             }
             self.stats.late_checks += 1;
-            match check_whole_batch(&self.policy, batch) {
+            match check_whole_batch(&self.policy, batch, digest) {
                 // Known good from now on, but not queued: it is already in a block.
                 Ok(b) => {
                     self.batches.insert(digest, (Arc::new(b), None));

@@ -565,27 +565,30 @@ fn trust_batch(peers: &Arc<Peers>, origin: Option<ReplicaId>, verdict: Verdict) 
     match verdict {
         Verdict::Held => {}
         Verdict::CheckHere { batch, digest, ack } => {
-            tokio::task::spawn_blocking(move || match check_whole_batch(&peers.policy, batch) {
-                Ok(b) => {
-                    let label = if ack || origin.is_some() {
-                        "checked"
-                    } else {
-                        "fallback"
-                    };
-                    count_batch(&peers.metrics, label);
-                    if ack {
-                        let bytes = Bytes::from(wire::encode(&PeerMessage::BatchAck { digest }));
-                        for to in peers.transport.peers() {
-                            if Some(to) != origin {
-                                let _ = peers.transport.send(to, bytes.clone());
+            tokio::task::spawn_blocking(move || {
+                match check_whole_batch(&peers.policy, batch, digest) {
+                    Ok(b) => {
+                        let label = if ack || origin.is_some() {
+                            "checked"
+                        } else {
+                            "fallback"
+                        };
+                        count_batch(&peers.metrics, label);
+                        if ack {
+                            let bytes =
+                                Bytes::from(wire::encode(&PeerMessage::BatchAck { digest }));
+                            for to in peers.transport.peers() {
+                                if Some(to) != origin {
+                                    let _ = peers.transport.send(to, bytes.clone());
+                                }
                             }
                         }
+                        let _ = peers.driver.try_send(DriverInput::Batch(Arc::new(b)));
                     }
-                    let _ = peers.driver.try_send(DriverInput::Batch(Arc::new(b)));
-                }
-                Err(e) => {
-                    tracing::warn!(peer = ?origin, error = %e, "batch rejected");
-                    reject(&peers.metrics, "bad_batch");
+                    Err(e) => {
+                        tracing::warn!(peer = ?origin, error = %e, "batch rejected");
+                        reject(&peers.metrics, "bad_batch");
+                    }
                 }
             });
         }
