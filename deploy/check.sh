@@ -46,7 +46,7 @@ contract() {
     notary_requests_in_flight notary_db_size_bytes notary_tls_cert_expiry_timestamp_seconds \
     notary_equivocations_total notary_signing_halted notary_peer_batches_total
   for h in notary_commit_latency_seconds notary_round_duration_seconds \
-    notary_request_duration_seconds notary_batch_size_requests \
+    notary_request_duration_seconds notary_request_queue_seconds notary_batch_size_requests \
     notary_signing_duration_seconds notary_fsync_duration_seconds; do
     printf '%s\n' "${h}_bucket" "${h}_sum" "${h}_count"
   done

@@ -801,13 +801,9 @@ pub fn run(config: BenchConfig) -> Result<Run, BenchError> {
 }
 
 async fn drive(config: BenchConfig, requests: Vec<Prepared>) -> Result<Run, BenchError> {
-    let pool = match config.load {
-        Load::Open { .. } => config.in_flight_max,
-        Load::Closed { concurrency } => concurrency,
-    };
     let http = reqwest::Client::builder()
         .timeout(config.call_timeout)
-        .pool_max_idle_per_host(pool)
+        .http2_prior_knowledge()
         .tcp_nodelay(true)
         .build()
         .map_err(|e| BenchError::Config(format!("cannot build the HTTP client: {e}")))?;

@@ -268,7 +268,7 @@ impl Client {
         }
         let http = reqwest::Client::builder()
             .timeout(policy.call_timeout)
-            .pool_max_idle_per_host(64)
+            .http2_prior_knowledge()
             .build()
             .map_err(|e| ClientError::Config(format!("cannot build the HTTP client: {e}")))?;
         Ok(Self {

@@ -16,7 +16,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use futures::Stream;
 use notary_client::{CertifiedBlock, ClusterInfo, MemberInfo, ReplicaView};
 use notary_core::{check_unsigned, tx_status, Rejection, TxStatus};
@@ -26,6 +26,7 @@ use serde::Deserialize;
 use tokio::sync::mpsc::error::TrySendError;
 
 use crate::api_error::ApiError;
+use crate::listen::Arrived;
 use crate::state::Node;
 
 /// The largest request body accepted: the JSON form of a request with the most state refs
@@ -89,12 +90,21 @@ fn store_error(e: notary_core::StoreError) -> ApiError {
     ApiError::unavailable(format!("this replica's storage failed: {e}"), 5)
 }
 
-async fn notarise(State(node): State<Arc<Node>>, headers: HeaderMap, body: Body) -> Response {
+async fn notarise(
+    State(node): State<Arc<Node>>,
+    arrived: Option<Extension<Arrived>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let started = Instant::now();
+    let arrived = arrived.map_or(started, |Extension(Arrived(t))| t);
+    node.metrics
+        .request_queue
+        .observe(started.saturating_duration_since(arrived).as_secs_f64());
     let result = notarise_inner(&node, &headers, body).await;
     node.metrics
         .request_duration
-        .observe(started.elapsed().as_secs_f64());
+        .observe(arrived.elapsed().as_secs_f64());
     match result {
         Ok(answer) => {
             node.metrics

@@ -13,7 +13,8 @@
 //! * [`attest`] — which peers' batches this replica checks in full, and which it trusts on
 //!   f + 1 attestations;
 //! * [`wire`] — every message between replicas;
-//! * [`api`], [`admin`] — the HTTP listeners; [`admission`] — when to answer `overloaded`;
+//! * [`api`], [`admin`] — the HTTP routers; [`listen`] — serving them over HTTP/1.1 and
+//!   HTTP/2; [`admission`] — when to answer `overloaded`;
 //! * [`config`], [`keys`], [`setup`] — the home directory, key files and set-up verbs;
 //! * [`dkg`] — the key ceremony verbs (`notaryd dkg online|offline|verify`);
 //! * [`localnet`], [`demo`] — a cluster of real processes for the demo and the e2e tests.
@@ -31,6 +32,7 @@ pub mod dkg;
 pub mod driver;
 pub mod executor;
 pub mod keys;
+pub mod listen;
 pub mod localnet;
 pub mod mempool;
 pub mod metrics;

@@ -91,8 +91,12 @@ pub struct Metrics {
     pub frames_rejected: Family<ReasonLabel, Counter>,
     /// Client requests by outcome or error code.
     pub requests: Family<OutcomeLabel, Counter>,
-    /// POST /v1/notarise inside the replica, end to end.
+    /// POST /v1/notarise inside the replica, end to end: from its head being read off the
+    /// connection to its answer.
     pub request_duration: Histogram,
+    /// How long a POST /v1/notarise waited, once read off its connection, for its handler
+    /// to run (the replica's async workers busy).
+    pub request_queue: Histogram,
     /// Requests admitted and not yet answered.
     pub requests_in_flight: Gauge,
     /// Requests per sealed batch.
@@ -146,6 +150,7 @@ impl Metrics {
             frames_rejected: Family::default(),
             requests: Family::default(),
             request_duration: Histogram::new(latency_buckets()),
+            request_queue: Histogram::new(latency_buckets()),
             requests_in_flight: Gauge::default(),
             batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 14)),
             peer_batches: Family::default(),
@@ -238,6 +243,11 @@ impl Metrics {
             "request_duration_seconds",
             "POST /v1/notarise inside the replica",
             m.request_duration.clone(),
+        );
+        r.register(
+            "request_queue_seconds",
+            "POST /v1/notarise: wait between arriving and its handler running",
+            m.request_queue.clone(),
         );
         r.register(
             "requests_in_flight",

@@ -314,12 +314,16 @@ async fn run_async(config: Config) -> Result<()> {
     let api = bind(config.node.listen.api, "listen.api").await?;
     let admin = bind(config.node.listen.admin, "listen.admin").await?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let api_server = tokio::spawn(serve(
+    let api_server = tokio::spawn(crate::listen::serve(
         api,
         crate::api::router(node.clone()),
         stop_rx.clone(),
     ));
-    let admin_server = tokio::spawn(serve(admin, crate::admin::router(node.clone()), stop_rx));
+    let admin_server = tokio::spawn(crate::listen::serve(
+        admin,
+        crate::admin::router(node.clone()),
+        stop_rx,
+    ));
     tracing::info!(
         replica = me.0,
         api = %config.node.listen.api,
@@ -372,22 +376,6 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("{what} {addr}: cannot listen"))
-}
-
-async fn serve(
-    listener: tokio::net::TcpListener,
-    router: axum::Router,
-    mut stop: watch::Receiver<bool>,
-) {
-    let shutdown = async move {
-        let _ = stop.wait_for(|s| *s).await;
-    };
-    if let Err(e) = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        tracing::error!(error = %e, "HTTP listener failed");
-    }
 }
 
 async fn wait_for_signal() {
