@@ -155,10 +155,10 @@ check_runbooks() {
       on { print }' "$rules")"
     missing=""
     for key in summary description runbook_url; do
-      echo "$block" | grep -q "^[[:space:]]*$key:" || missing="$missing $key"
+      grep -q "^[[:space:]]*$key:" <<<"$block" || missing="$missing $key"
     done
     anchor="$(echo "$name" | tr '[:upper:]' '[:lower:]')"
-    echo "$block" | grep -q "runbook_url: \"docs/OPERATIONS.md#$anchor\"" || missing="$missing runbook_url=docs/OPERATIONS.md#$anchor"
+    grep -q "runbook_url: \"docs/OPERATIONS.md#$anchor\"" <<<"$block" || missing="$missing runbook_url=docs/OPERATIONS.md#$anchor"
     if [ ! -f "$ops" ] || ! grep -qE "^#{2,4} $name\$" "$ops"; then missing="$missing heading-in-OPERATIONS.md"; fi
     if [ -z "$missing" ]; then ok "$name"; else fail "$name: missing$missing"; fi
   done
