@@ -34,7 +34,7 @@ use crate::config::Config;
 use crate::driver::{decode_committed, decode_safety, ConsensusView, Driver, DriverInput};
 use crate::executor::{ExecInput, ExecView, Executor};
 use crate::keys::{self, BlsShareFile};
-use crate::mempool::{check_attested_batch, check_whole_batch, CheckedBatch, Mempool};
+use crate::mempool::{check_attested_batch, check_whole_batch, BatchError, CheckedBatch, Mempool};
 use crate::metrics::{CheckLabel, Metrics, PeerLabel, ReasonLabel};
 use crate::state::{Node, Waiters};
 use crate::wire::{self, Batch, PeerMessage};
@@ -553,46 +553,52 @@ fn trust_batch(peers: &Arc<Peers>, origin: Option<ReplicaId>, verdict: Verdict) 
     match verdict {
         Verdict::Held => {}
         Verdict::CheckHere { batch, digest, ack } => {
+            let label = if ack || origin.is_some() {
+                "checked"
+            } else {
+                "fallback"
+            };
             tokio::task::spawn_blocking(move || {
-                match check_whole_batch(&peers.policy, batch, digest) {
-                    Ok(b) => {
-                        let label = if ack || origin.is_some() {
-                            "checked"
-                        } else {
-                            "fallback"
-                        };
-                        count_batch(&peers.metrics, label);
-                        if ack {
-                            let bytes =
-                                Bytes::from(wire::encode(&PeerMessage::BatchAck { digest }));
-                            for to in peers.transport.peers() {
-                                if Some(to) != origin {
-                                    let _ = peers.transport.send(to, bytes.clone());
-                                }
-                            }
-                        }
-                        let _ = peers.driver.try_send(DriverInput::Batch(Arc::new(b)));
-                    }
-                    Err(e) => {
-                        tracing::warn!(peer = ?origin, error = %e, "batch rejected");
-                        reject(&peers.metrics, "bad_batch");
+                let checked = check_whole_batch(&peers.policy, batch, digest);
+                if ack && checked.is_ok() {
+                    let bytes = Bytes::from(wire::encode(&PeerMessage::BatchAck { digest }));
+                    for to in peers
+                        .transport
+                        .peers()
+                        .into_iter()
+                        .filter(|to| Some(*to) != origin)
+                    {
+                        let _ = peers.transport.send(to, bytes.clone());
                     }
                 }
+                hand_over(&peers, checked, label, origin);
             });
         }
         // No signatures to verify: done here, so that the batch reaches the mempool before
         // a proposal carrying it that arrives just after the ack (else a late check).
         Verdict::Attested { batch, digest } => {
-            match check_attested_batch(&peers.policy, batch, digest) {
-                Ok(b) => {
-                    count_batch(&peers.metrics, "attested");
-                    let _ = peers.driver.try_send(DriverInput::Batch(Arc::new(b)));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "attested batch rejected");
-                    reject(&peers.metrics, "bad_batch");
-                }
-            }
+            let checked = check_attested_batch(&peers.policy, batch, digest);
+            hand_over(&peers, checked, "attested", origin);
+        }
+    }
+}
+
+/// Gives a checked peer batch to the mempool, counted by how it came to be trusted, or
+/// counts and logs its refusal.
+fn hand_over(
+    peers: &Peers,
+    checked: Result<CheckedBatch, BatchError>,
+    check: &'static str,
+    origin: Option<ReplicaId>,
+) {
+    match checked {
+        Ok(b) => {
+            count_batch(&peers.metrics, check);
+            let _ = peers.driver.try_send(DriverInput::Batch(Arc::new(b)));
+        }
+        Err(e) => {
+            tracing::warn!(peer = ?origin, check, error = %e, "batch rejected");
+            reject(&peers.metrics, "bad_batch");
         }
     }
 }
