@@ -8,7 +8,9 @@
 //!    the whole queue.
 //! 2. **Hard cap**: at most `batch.max_pending_requests` in flight in all.
 //! 3. **Adaptive limit** (AIMD on queueing delay, in the spirit of CoDel and of TCP Vegas):
-//!    every window of `batch.max_queue_delay`, the fastest answer of the window is compared
+//!    every window of `batch.max_queue_delay`, the fastest answer of the window (timed from
+//!    when the request was read off its connection, so that requests waiting for a busy
+//!    async worker count as queued) is compared
 //!    with the fastest of the last [`BASE_WINDOWS`] windows (the cluster's own latency without
 //!    a queue, whatever the machine). If even the fastest answer waited `max_queue_delay`
 //!    longer than that (a standing queue, not a burst), the limit falls to 70 % of the
@@ -155,7 +157,7 @@ impl Admission {
         })
     }
 
-    /// Records how long an admitted request waited for its answer.
+    /// Records how long an admitted request waited for its answer, from its arrival.
     pub fn answered(&self, waited: Duration, now: Instant) {
         let mut s = self.inner.lock();
         self.roll_window(&mut s, now);

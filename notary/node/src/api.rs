@@ -101,7 +101,7 @@ async fn notarise(
     node.metrics
         .request_queue
         .observe(started.saturating_duration_since(arrived).as_secs_f64());
-    let result = notarise_inner(&node, &headers, body).await;
+    let result = notarise_inner(&node, &headers, body, arrived).await;
     node.metrics
         .request_duration
         .observe(arrived.elapsed().as_secs_f64());
@@ -142,10 +142,14 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
         })
 }
 
+/// `arrived`: when the request was read off its connection. Admission learns how long
+/// answers take from then, so that a queue before the handler (busy async workers) counts
+/// as queueing too.
 async fn notarise_inner(
     node: &Node,
     headers: &HeaderMap,
     body: Body,
+    arrived: Instant,
 ) -> Result<NotarisationAnswer, ApiError> {
     let body = read_body(headers, body).await?;
     if node.stopping.load(Ordering::Relaxed) {
@@ -169,10 +173,9 @@ async fn notarise_inner(
     if let Some(why) = node.not_ready_reason() {
         return Err(ApiError::unavailable(why, 1));
     }
-    let admitted_at = Instant::now();
     let _ticket = node
         .admission
-        .admit(request.fields.requester, admitted_at)
+        .admit(request.fields.requester, Instant::now())
         .map_err(|refusal| ApiError::overloaded(refusal.to_string(), 1))?;
 
     let (id, answer) = node.waiters.register(tx, digest);
@@ -197,7 +200,7 @@ async fn notarise_inner(
     match tokio::time::timeout(node.config.node.answer_timeout, answer).await {
         Ok(Ok(Ok(a))) => {
             let now = Instant::now();
-            node.admission.answered(now - admitted_at, now);
+            node.admission.answered(now - arrived, now);
             Ok(a)
         }
         Ok(Ok(Err(rejection))) => Err(rejection_error(rejection)),
