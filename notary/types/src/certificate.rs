@@ -51,8 +51,7 @@ impl BlockHeader {
         cluster_key: &blsttc::PublicKey,
         signature: &ClusterSignature,
     ) -> Result<(), AnswerError> {
-        let sig = signature.to_blsttc()?;
-        if cluster_key.verify(&sig, self.canonical_bytes()) {
+        if verify_bls(cluster_key, signature, &self.canonical_bytes())? {
             Ok(())
         } else {
             Err(AnswerError::SignatureInvalid {
@@ -60,6 +59,39 @@ impl BlockHeader {
             })
         }
     }
+}
+
+/// Whether `signature` is `key`'s BLS signature over `message`, in blsttc's ciphersuite (the
+/// standard one: keys in G1, signatures in G2, [`blsttc::DST`]); `Err` when the signature
+/// does not decode to a point of the prime-order subgroup.
+///
+/// The same answer as `blsttc::PublicKey::verify`, done as blst's core verify: one hash to
+/// G2 and a two-term Miller loop with one final exponentiation, where blsttc computes two
+/// full pairings (a final exponentiation each). Every replica verifies each block's combined
+/// signature and every ledger node each block's certificate, so this is per-block work on
+/// the whole cluster's path (`cargo bench -p notary-core --features testing --bench
+/// certificate` times both).
+pub fn verify_bls(
+    key: &blsttc::PublicKey,
+    signature: &ClusterSignature,
+    message: &[u8],
+) -> Result<bool, AnswerError> {
+    use blst::min_pk;
+    let sig = min_pk::Signature::sig_validate(&signature.0, false)
+        .map_err(|_| AnswerError::SignatureMalformed)?;
+    // blsttc decoded (and so subgroup-checked) the key; the identity key is refused below.
+    let Ok(key) = min_pk::PublicKey::from_bytes(&key.to_bytes()) else {
+        return Ok(false);
+    };
+    let key = blst::blst_p1_affine::from(key);
+    let sig = blst::blst_p2_affine::from(sig);
+    let mut pairing = blst::Pairing::new(true, blsttc::DST);
+    // The signature was group-checked above; an identity key fails here (PK_IS_INFINITY).
+    if pairing.aggregate(&key, false, &sig, false, message, &[]) != blst::BLST_ERROR::BLST_SUCCESS {
+        return Ok(false);
+    }
+    pairing.commit();
+    Ok(pairing.finalverify(None))
 }
 
 /// A BLS signature (G2, 96 bytes compressed) of the whole cluster over a header.
@@ -353,6 +385,39 @@ mod tests {
                 Err(AnswerError::SignatureInvalid { .. })
             ),
             "cluster key"
+        );
+    }
+
+    /// `verify_bls` gives blsttc's answer, and refuses what blsttc cannot decode.
+    #[test]
+    fn verify_bls_agrees_with_blsttc() {
+        let sk = blsttc::SecretKey::from_bytes([0x21; 32]).unwrap();
+        let pk = sk.public_key();
+        let other = blsttc::SecretKey::from_bytes([0x22; 32]).unwrap();
+        let msg = b"notary/header/v1 wooden dollars";
+        let agree = |key: &blsttc::PublicKey, sig: &ClusterSignature, m: &[u8]| {
+            let ours = verify_bls(key, sig, m);
+            let theirs = sig.to_blsttc().map(|s| key.verify(&s, m));
+            assert_eq!(ours, theirs, "key {key:?}, signature {sig:?}");
+            ours
+        };
+        let good = ClusterSignature::from(&sk.sign(msg));
+        assert_eq!(agree(&pk, &good, msg), Ok(true));
+        assert_eq!(agree(&pk, &good, b"another header"), Ok(false));
+        assert_eq!(agree(&other.public_key(), &good, msg), Ok(false));
+        let by_other = ClusterSignature::from(&other.sign(msg));
+        assert_eq!(agree(&pk, &by_other, msg), Ok(false));
+        // The identity signature (compressed infinity) decodes but proves nothing.
+        let mut identity = [0u8; 96];
+        identity[0] = 0xc0;
+        assert_eq!(agree(&pk, &ClusterSignature(identity), msg), Ok(false));
+        // Bytes off the curve, or a flipped bit, never verify.
+        let mut flipped = good;
+        flipped.0[10] ^= 1;
+        assert!(!agree(&pk, &flipped, msg).unwrap_or(false));
+        assert_eq!(
+            agree(&pk, &ClusterSignature([0xff; 96]), msg),
+            Err(AnswerError::SignatureMalformed)
         );
     }
 }

@@ -25,7 +25,7 @@ pub mod request;
 pub mod wire;
 
 pub use blsttc;
-pub use certificate::{AnswerError, BlockHeader, ClusterSignature, NotarisationAnswer};
+pub use certificate::{verify_bls, AnswerError, BlockHeader, ClusterSignature, NotarisationAnswer};
 pub use ed25519_dalek;
 pub use ids::{
     ClusterId, Height, MerkleHash, RequestDigest, RequesterKey, StateRef, TimeWindow, Timestamp,
