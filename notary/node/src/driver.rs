@@ -258,14 +258,10 @@ impl<T: Transport> Driver<T> {
         while let Some(action) = queue.pop_front() {
             match action {
                 Action::Persist { seq, record } => {
-                    let t = Instant::now();
                     if let Err(e) = self.store.save_safety_record(&encode_safety(&record)) {
                         self.halt(format!("cannot persist the safety record: {e}"));
                         return false;
                     }
-                    self.metrics
-                        .fsync_duration
-                        .observe(t.elapsed().as_secs_f64());
                     let more =
                         self.replica
                             .handle(now_ms(), Event::Persisted { seq }, &mut self.mempool);

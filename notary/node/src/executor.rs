@@ -297,7 +297,6 @@ impl<T: Transport> Executor<T> {
         }
         let timestamp = Timestamp(committed.block.header.timestamp.0);
         let lag_s = crate::driver::now_ms().0.saturating_sub(timestamp.0) as f64 / 1000.0;
-        let t = Instant::now();
         let record = apply_committed_block(
             &*self.store,
             &self.cluster_id,
@@ -306,9 +305,6 @@ impl<T: Transport> Executor<T> {
             requests,
             encode_committed(&committed),
         )?;
-        self.metrics
-            .fsync_duration
-            .observe(t.elapsed().as_secs_f64());
         self.metrics.commit_latency.observe(lag_s);
         self.metrics.blocks_committed.inc();
         self.metrics.committed_height.set(height as i64);

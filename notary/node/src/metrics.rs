@@ -6,6 +6,11 @@
 //! a test scrapes a running replica and compares.
 
 use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Instant;
+
+use notary_core::{BlockRecord, BlockWrite, DecisionRecord, Store, StoreError};
+use notary_types::{ClusterSignature, Height, StateRef, TxId};
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -42,6 +47,14 @@ pub struct OutcomeLabel {
 pub struct CheckLabel {
     /// `checked`, `attested`, `fallback` or `late`.
     pub check: &'static str,
+}
+
+/// `{write=...}`
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WriteLabel {
+    /// `block` (a block's decisions, record and applied height, one batch) or `safety_record`
+    /// (consensus's vote record, before a vote leaves).
+    pub write: &'static str,
 }
 
 /// `{stage=...}`
@@ -108,8 +121,8 @@ pub struct Metrics {
     pub peer_batches: Family<CheckLabel, Counter>,
     /// Threshold-signature work per stage.
     pub signing_duration: Family<StageLabel, Histogram>,
-    /// Synced writes (block batches, safety records).
-    pub fsync_duration: Histogram,
+    /// Synced writes, by what is written (timed around the store call alone: [`TimedStore`]).
+    pub fsync_duration: Family<WriteLabel, Histogram>,
     /// Size of the database on disk.
     pub db_size_bytes: Gauge,
     /// TLS certificate expiry per peer (unix seconds).
@@ -155,7 +168,7 @@ impl Metrics {
             batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 14)),
             peer_batches: Family::default(),
             signing_duration: Family::new_with_constructor(|| Histogram::new(latency_buckets())),
-            fsync_duration: Histogram::new(latency_buckets()),
+            fsync_duration: Family::new_with_constructor(|| Histogram::new(latency_buckets())),
             db_size_bytes: Gauge::default(),
             tls_cert_expiry: Family::default(),
             equivocations: Family::default(),
@@ -266,7 +279,7 @@ impl Metrics {
         );
         r.register(
             "fsync_duration_seconds",
-            "Synced writes: block batches and safety records",
+            "Synced writes by what is written: block or safety_record",
             m.fsync_duration.clone(),
         );
         r.register(
@@ -327,6 +340,74 @@ impl Default for Metrics {
     }
 }
 
+/// The replica's [`Store`], with its two synced writes timed into
+/// `notary_fsync_duration_seconds{write=...}`: `apply_block` as `block`, `save_safety_record`
+/// as `safety_record`. Only the store call is timed, so the figure is the write and its sync
+/// (including any wait behind the other kind of write), not the deciding before it.
+pub struct TimedStore {
+    inner: Arc<dyn Store>,
+    block: Histogram,
+    safety_record: Histogram,
+}
+
+impl TimedStore {
+    /// Wraps `inner`, recording into `metrics`.
+    pub fn new(inner: Arc<dyn Store>, metrics: &Metrics) -> Self {
+        let timer = |write| {
+            metrics
+                .fsync_duration
+                .get_or_create(&WriteLabel { write })
+                .clone()
+        };
+        Self {
+            inner,
+            block: timer("block"),
+            safety_record: timer("safety_record"),
+        }
+    }
+
+    fn timed<T>(histogram: &Histogram, f: impl FnOnce() -> T) -> T {
+        let t = Instant::now();
+        let out = f();
+        histogram.observe(t.elapsed().as_secs_f64());
+        out
+    }
+}
+
+impl Store for TimedStore {
+    fn applied_height(&self) -> Result<Height, StoreError> {
+        self.inner.applied_height()
+    }
+    fn consumed_by(&self, state: &StateRef) -> Result<Option<TxId>, StoreError> {
+        self.inner.consumed_by(state)
+    }
+    fn decision(&self, tx_id: &TxId) -> Result<Option<DecisionRecord>, StoreError> {
+        self.inner.decision(tx_id)
+    }
+    fn apply_block(&self, write: &BlockWrite) -> Result<(), StoreError> {
+        Self::timed(&self.block, || self.inner.apply_block(write))
+    }
+    fn block(&self, height: Height) -> Result<Option<BlockRecord>, StoreError> {
+        self.inner.block(height)
+    }
+    fn put_certificate(
+        &self,
+        height: Height,
+        signature: &ClusterSignature,
+    ) -> Result<(), StoreError> {
+        self.inner.put_certificate(height, signature)
+    }
+    fn certificate(&self, height: Height) -> Result<Option<ClusterSignature>, StoreError> {
+        self.inner.certificate(height)
+    }
+    fn save_safety_record(&self, bytes: &[u8]) -> Result<(), StoreError> {
+        Self::timed(&self.safety_record, || self.inner.save_safety_record(bytes))
+    }
+    fn load_safety_record(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.load_safety_record()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,6 +415,7 @@ mod tests {
     #[test]
     fn exported_names_follow_conventions() {
         let m = Metrics::new();
+        let _timed = TimedStore::new(Arc::new(notary_core::MemStore::default()), &m);
         m.count_request("committed");
         m.observe_signing("share", 0.001);
         m.round_changes
@@ -346,7 +428,8 @@ mod tests {
             "notary_requests_total{outcome=\"committed\"}",
             "notary_round_changes_total{reason=\"qc\"}",
             "notary_signing_duration_seconds_bucket",
-            "notary_fsync_duration_seconds_count",
+            "notary_fsync_duration_seconds_count{write=\"block\"}",
+            "notary_fsync_duration_seconds_count{write=\"safety_record\"}",
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");
         }

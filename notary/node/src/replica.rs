@@ -35,7 +35,7 @@ use crate::driver::{decode_committed, decode_safety, ConsensusView, Driver, Driv
 use crate::executor::{ExecInput, ExecView, Executor};
 use crate::keys::{self, BlsShareFile};
 use crate::mempool::{check_attested_batch, check_whole_batch, BatchError, CheckedBatch, Mempool};
-use crate::metrics::{CheckLabel, Metrics, PeerLabel, ReasonLabel};
+use crate::metrics::{CheckLabel, Metrics, PeerLabel, ReasonLabel, TimedStore};
 use crate::state::{Node, Waiters};
 use crate::wire::{self, Batch, PeerMessage};
 
@@ -166,7 +166,7 @@ async fn run_async(config: Config) -> Result<()> {
     let committee = consensus_committee(&config)?;
     let metrics = Arc::new(Metrics::new());
 
-    let store = open_store(&config)?;
+    let store: Arc<dyn Store> = Arc::new(TimedStore::new(open_store(&config)?, &metrics));
     let recovery = Recovery {
         history: recent_committed_blocks(&*store)?,
         safety: store
