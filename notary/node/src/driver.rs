@@ -77,6 +77,30 @@ pub fn decode_safety(bytes: &[u8]) -> Result<SafetyData, postcard::Error> {
     postcard::from_bytes(bytes)
 }
 
+/// An event, for the `notary::rounds` trace: a message's kind and sender, or the event's name.
+fn event_label(event: &Event) -> String {
+    match event {
+        Event::Message(m) => format!("{}<{}", m.message().kind(), m.from()),
+        Event::PayloadReady => "payload".into(),
+        Event::TimerFired => "timer".into(),
+        _ => "other".into(),
+    }
+}
+
+/// The actions a handled event returned, for the `notary::rounds` trace (the persist's own
+/// follow-up, the vote it releases, is inside its time but not listed).
+fn actions_label(actions: &[Action]) -> String {
+    let label = |a: &Action| match a {
+        Action::Persist { .. } => "persist".to_string(),
+        Action::Send { to, message } => format!("send:{}>{to}", message.kind()),
+        Action::Broadcast { message } => format!("bcast:{}", message.kind()),
+        Action::Commit { .. } => "commit".to_string(),
+        Action::ServeSync { .. } => "serve_sync".to_string(),
+        Action::SetTimer { .. } => "timer".to_string(),
+    };
+    actions.iter().map(label).collect::<Vec<_>>().join(",")
+}
+
 /// Encodes a committed block and its proof (stored with the block, served to lagging peers).
 pub fn encode_committed(c: &CommittedBlock) -> Vec<u8> {
     postcard::to_allocvec(c).expect("encoding to a Vec cannot fail")
@@ -174,6 +198,10 @@ impl<T: Transport> Driver<T> {
                     }
                 }
             };
+            // One trace line per handled event (target `notary::rounds`, off unless asked
+            // for): how BENCHMARKS.md takes a round apart.
+            let traced = tracing::enabled!(target: "notary::rounds", tracing::Level::TRACE)
+                .then(|| (Instant::now(), event_label(&event)));
             let timeouts_before = self.replica.stats().local_timeouts;
             let round_before = self.replica.round();
             // Who this replica waits for, before the event (a commit while handling it may
@@ -189,8 +217,20 @@ impl<T: Transport> Driver<T> {
                     .get_or_create(&CheckLabel { check: "late" })
                     .inc_by(late);
             }
+            let out = traced.as_ref().map(|_| actions_label(&actions));
             if !self.execute(actions, &mut deadline) {
                 return;
+            }
+            if let (Some((t, event)), Some(out)) = (traced, out) {
+                tracing::trace!(
+                    target: "notary::rounds",
+                    event,
+                    round = round_before.0,
+                    took_us = t.elapsed().as_micros() as u64,
+                    out,
+                    holding = self.mempool.is_holding(),
+                    queued = self.mempool.queued(),
+                );
             }
             if self.replica.stats().local_timeouts > timeouts_before {
                 self.log_timeout(round_before, leader_before);
