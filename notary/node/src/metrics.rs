@@ -415,7 +415,12 @@ mod tests {
     #[test]
     fn exported_names_follow_conventions() {
         let m = Metrics::new();
-        let _timed = TimedStore::new(Arc::new(notary_core::MemStore::default()), &m);
+        let timed = TimedStore::new(Arc::new(notary_core::MemStore::default()), &m);
+        timed.save_safety_record(b"record").unwrap();
+        assert_eq!(
+            timed.load_safety_record().unwrap().as_deref(),
+            Some(&b"record"[..])
+        );
         m.count_request("committed");
         m.observe_signing("share", 0.001);
         m.round_changes
@@ -428,8 +433,8 @@ mod tests {
             "notary_requests_total{outcome=\"committed\"}",
             "notary_round_changes_total{reason=\"qc\"}",
             "notary_signing_duration_seconds_bucket",
-            "notary_fsync_duration_seconds_count{write=\"block\"}",
-            "notary_fsync_duration_seconds_count{write=\"safety_record\"}",
+            "notary_fsync_duration_seconds_count{write=\"block\"} 0",
+            "notary_fsync_duration_seconds_count{write=\"safety_record\"} 1",
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");
         }
