@@ -6,6 +6,11 @@
 //! closed loops). Latency is measured from the request's *scheduled* time. The generator itself
 //! is bounded: at most `--in-flight-max` requests are outstanding; a request due while the cap
 //! is reached is not sent and is counted as `not_sent` (reported, never hidden).
+//! Like the client library, the generator **throttles itself** per replica when that replica
+//! answers `overloaded` ([`crate::throttle`]): it then sends about `--throttle-k` times what
+//! the replica accepts and refuses the rest itself, counted as `throttled` (reported, never
+//! hidden). `--no-throttle` sends everything, to measure what a flood of clients that ignore
+//! `overloaded` costs the cluster.
 //! **Closed loop** (`--concurrency N`): N workers each send one request at a time, to find the
 //! saturation throughput.
 //!
@@ -120,6 +125,13 @@ pub struct BenchArgs {
     /// Worker threads of the generator's runtime.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
+    /// Client-side throttling: per replica, send at most about K times the requests it
+    /// accepted over the last second once it answers `overloaded` (see the client library).
+    #[arg(long, default_value_t = crate::throttle::DEFAULT_K)]
+    pub throttle_k: f64,
+    /// Send every request whatever the replicas answer (clients that ignore `overloaded`).
+    #[arg(long)]
+    pub no_throttle: bool,
 }
 
 /// Parses `60s`, `500ms`, `2m`, `1.5s` or a bare number of seconds.
@@ -314,6 +326,9 @@ pub enum Kind {
     Invalid,
     /// Not sent: the generator's in-flight cap was reached at its scheduled time.
     NotSent,
+    /// Not sent: refused by the generator's own throttling, because the replica has been
+    /// answering `overloaded` (the client library does the same).
+    Throttled,
 }
 
 impl Kind {
@@ -336,6 +351,7 @@ impl Kind {
             Kind::Refused => "refused",
             Kind::Invalid => "invalid",
             Kind::NotSent => "not_sent",
+            Kind::Throttled => "throttled",
         }
     }
 }
@@ -452,7 +468,7 @@ pub fn summarise(samples: &[Sample], window: Duration, replicas: usize) -> Summa
         if s.kind.is_certified() {
             latencies.push(s.latency_us);
         }
-        if s.kind != Kind::NotSent {
+        if !matches!(s.kind, Kind::NotSent | Kind::Throttled) {
             if let Some(c) = per_replica.get_mut(usize::from(s.replica)) {
                 *c += 1;
             }
@@ -534,6 +550,7 @@ struct Shared {
     requests: Vec<Prepared>,
     failover: bool,
     failovers: AtomicU64,
+    throttle: Option<crate::throttle::Throttle>,
     error_codes: Mutex<BTreeMap<String, u64>>,
     samples: Mutex<Vec<Sample>>,
     start: Instant,
@@ -631,7 +648,22 @@ impl Shared {
         let mut r = i % n;
         let mut kind = Kind::ConnectError;
         for tried in 0..n {
-            match self.attempt(p, r).await {
+            if let Some(t) = &self.throttle {
+                if !t.allow(r, Instant::now()) {
+                    kind = Kind::Throttled;
+                    break;
+                }
+            }
+            let attempt = self.attempt(p, r).await;
+            if let Some(t) = &self.throttle {
+                // Only the replica's own answers count: a refused connection says nothing of
+                // its load (and is failed over, or reported, as it is).
+                let answered = !matches!(attempt, Err(Kind::ConnectError) | Ok(Kind::Timeout));
+                if answered {
+                    t.record(r, attempt != Ok(Kind::Overloaded), Instant::now());
+                }
+            }
+            match attempt {
                 Ok(k) => {
                     kind = k;
                     break;
@@ -686,6 +718,8 @@ pub struct BenchConfig {
     pub call_timeout: Duration,
     /// Retry on another replica after a refused connection or `unavailable`.
     pub failover: bool,
+    /// Client-side throttling multiplier K, or `None` to send everything.
+    pub throttle_k: Option<f64>,
     /// Requests to sign ahead in closed-loop mode.
     pub prepare: Option<usize>,
     /// Admin base URLs to read round-change timeouts from.
@@ -839,6 +873,9 @@ async fn drive(config: BenchConfig, requests: Vec<Prepared>) -> Result<Run, Benc
         requests,
         failover: config.failover,
         failovers: AtomicU64::new(0),
+        throttle: config
+            .throttle_k
+            .map(|k| crate::throttle::Throttle::new(config.urls.len(), k, start)),
         error_codes: Mutex::new(BTreeMap::new()),
         samples: Mutex::new(Vec::with_capacity(count as usize)),
         start,
@@ -1137,6 +1174,7 @@ pub fn main(
         in_flight_max: args.in_flight_max,
         call_timeout: args.call_timeout,
         failover: !args.no_failover,
+        throttle_k: (!args.no_throttle).then_some(args.throttle_k),
         prepare: args.prepare,
         admin_urls: args.admin_urls.clone(),
         threads: args.threads,
@@ -1207,17 +1245,19 @@ mod tests {
             sample(1002, 30, Kind::Rejected, true),
             sample(1003, 1, Kind::Overloaded, true), // fast refusal: no latency
             sample(1004, 0, Kind::NotSent, true),
+            sample(1005, 0, Kind::Throttled, true),
         ];
         let s = summarise(&samples, Duration::from_secs(2), 4);
-        assert_eq!(s.scheduled, 5);
+        assert_eq!(s.scheduled, 6);
         assert_eq!(s.certified_per_s, 1.5);
         assert_eq!(s.committed_per_s, 0.5);
         assert_eq!(s.latency.p50_ms, 20.0);
         assert_eq!(s.latency.max_ms, 30.0);
         assert_eq!(s.outcomes[&Kind::Overloaded], 1);
         assert_eq!(s.outcomes[&Kind::NotSent], 1);
+        assert_eq!(s.outcomes[&Kind::Throttled], 1);
         assert!(!s.outcomes.contains_key(&Kind::Timeout));
-        // Not-sent requests reached no replica.
+        // Not-sent and throttled requests reached no replica.
         assert_eq!(s.per_replica.iter().sum::<u64>(), 4);
     }
 

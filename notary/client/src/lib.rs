@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod bench;
 pub mod stream;
+pub mod throttle;
 
 /// A member as `GET /v1/cluster` lists it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -221,6 +222,8 @@ impl Verified {
 enum Attempt<T> {
     Done(T),
     Retry(String),
+    /// The replica answered `overloaded` (retryable, and counted by the throttle).
+    Overloaded(String),
 }
 
 /// Block headers whose cluster signature this client has verified, by the SHA-256 of the
@@ -254,6 +257,8 @@ pub struct Client {
     http: reqwest::Client,
     policy: RetryPolicy,
     verified: std::sync::Arc<std::sync::Mutex<VerifiedHeaders>>,
+    /// Per replica: how much to send once it answers `overloaded` (see [`throttle`]).
+    throttle: std::sync::Arc<throttle::Throttle>,
 }
 
 impl Client {
@@ -271,6 +276,7 @@ impl Client {
             .http2_prior_knowledge()
             .build()
             .map_err(|e| ClientError::Config(format!("cannot build the HTTP client: {e}")))?;
+        let throttle = throttle::Throttle::new(urls.len(), throttle::DEFAULT_K, Instant::now());
         Ok(Self {
             urls: urls
                 .into_iter()
@@ -280,6 +286,7 @@ impl Client {
             http,
             policy,
             verified: Default::default(),
+            throttle: std::sync::Arc::new(throttle),
         })
     }
 
@@ -328,7 +335,7 @@ impl Client {
             .await?
         {
             Attempt::Done(i) => Ok(i),
-            Attempt::Retry(last) => Err(ClientError::Unavailable {
+            Attempt::Retry(last) | Attempt::Overloaded(last) => Err(ClientError::Unavailable {
                 deadline: self.policy.call_timeout,
                 last,
             }),
@@ -471,6 +478,10 @@ impl Client {
         bytes: &[u8],
     ) -> Result<Attempt<T>, ClientError> {
         match serde_json::from_slice::<ErrorEnvelope>(bytes) {
+            Ok(env) if env.error.code == "overloaded" => Ok(Attempt::Overloaded(format!(
+                "{url}: {status} {}: {}",
+                env.error.code, env.error.message
+            ))),
             Ok(env) if env.error.retryable || status >= 500 => Ok(Attempt::Retry(format!(
                 "{url}: {status} {}: {}",
                 env.error.code, env.error.message
@@ -519,7 +530,9 @@ impl Client {
     }
 
     /// Calls `op` on replicas in turn from `start`, with back-off after each full pass,
-    /// until it is done, refused, or the deadline passes.
+    /// until it is done, refused, or the deadline passes. A replica that has been answering
+    /// `overloaded` is skipped by the throttle for a share of calls, as if it had answered so
+    /// again, without a round trip.
     async fn with_retries<T, F, Fut>(&self, start: usize, mut op: F) -> Result<T, ClientError>
     where
         F: FnMut(String) -> Fut,
@@ -532,9 +545,27 @@ impl Client {
         let mut i = start % n;
         let mut tried = 0usize;
         loop {
-            match op(self.urls[i].clone()).await? {
-                Attempt::Done(t) => return Ok(t),
-                Attempt::Retry(why) => last = why,
+            if self.throttle.allow(i, Instant::now()) {
+                let outcome = op(self.urls[i].clone()).await;
+                // Any answer but `overloaded` counts as accepted; a failed connection or a
+                // protocol error says nothing of the replica's load.
+                match &outcome {
+                    Ok(Attempt::Done(_)) | Err(ClientError::Refused { .. }) => {
+                        self.throttle.record(i, true, Instant::now())
+                    }
+                    Ok(Attempt::Overloaded(_)) => self.throttle.record(i, false, Instant::now()),
+                    _ => {}
+                }
+                match outcome? {
+                    Attempt::Done(t) => return Ok(t),
+                    Attempt::Retry(why) | Attempt::Overloaded(why) => last = why,
+                }
+            } else {
+                last = format!(
+                    "{}: not sent: it has been answering `overloaded`, so this client \
+                     throttles itself",
+                    self.urls[i]
+                );
             }
             tried += 1;
             i = (i + 1) % n;

@@ -2,7 +2,11 @@
 //! `overloaded` (503 with `Retry-After`) at once, instead of letting a queue grow until
 //! clients time out.
 //!
-//! Three bounds, checked in this order when a request arrives:
+//! Three bounds. The two global ones are checked first, before the request's body is read
+//! ([`Admission::check_room`]): under overload most requests are refused, and a refusal
+//! must cost next to nothing, or refusing the excess takes the CPU that serves the rest.
+//! The per-requester one needs the body (the requester key is in it), so it is checked
+//! after decoding, by [`Admission::admit`], which checks all three again.
 //! 1. **Per requester**: at most `batch.max_pending_per_requester` requests of one ledger node
 //!    (one requester key) in flight on this replica, so one busy or broken client cannot take
 //!    the whole queue.
@@ -127,16 +131,16 @@ impl Admission {
         }
     }
 
-    /// Takes a place for a request of `requester`, or says why not.
-    pub fn admit(&self, requester: RequesterKey, now: Instant) -> Result<Ticket<'_>, Refusal> {
+    /// Whether a request of anyone would be refused now by the global bounds (the hard cap
+    /// and the adaptive limit): the check before a body is read. It takes no place; a
+    /// request that passes still goes through [`Admission::admit`].
+    pub fn check_room(&self, now: Instant) -> Result<(), Refusal> {
         let mut s = self.inner.lock();
         self.roll_window(&mut s, now);
-        let mine = s.by_requester.get(&requester).copied().unwrap_or(0);
-        if mine >= self.bounds.max_per_requester {
-            return Err(Refusal::Requester {
-                max: self.bounds.max_per_requester,
-            });
-        }
+        self.check_global(&mut s)
+    }
+
+    fn check_global(&self, s: &mut Inner) -> Result<(), Refusal> {
         if s.total >= self.bounds.max_total {
             return Err(Refusal::Full {
                 max: self.bounds.max_total,
@@ -149,6 +153,20 @@ impl Admission {
                 target_ms: self.bounds.target.as_millis() as u64,
             });
         }
+        Ok(())
+    }
+
+    /// Takes a place for a request of `requester`, or says why not.
+    pub fn admit(&self, requester: RequesterKey, now: Instant) -> Result<Ticket<'_>, Refusal> {
+        let mut s = self.inner.lock();
+        self.roll_window(&mut s, now);
+        let mine = s.by_requester.get(&requester).copied().unwrap_or(0);
+        if mine >= self.bounds.max_per_requester {
+            return Err(Refusal::Requester {
+                max: self.bounds.max_per_requester,
+            });
+        }
+        self.check_global(&mut s)?;
         s.total += 1;
         *s.by_requester.entry(requester).or_insert(0) += 1;
         Ok(Ticket {
@@ -241,6 +259,23 @@ mod tests {
         drop(held);
         assert_eq!(a.in_flight(), 0, "tickets give their places back");
         assert!(a.admit(key(1), t0).is_ok());
+    }
+
+    #[test]
+    fn the_check_before_the_body_refuses_on_the_global_bounds_only_and_takes_no_place() {
+        let t0 = Instant::now();
+        let a = Admission::new(bounds(), t0);
+        let held: Vec<_> = (0..300).map(|_| a.admit(key(1), t0).unwrap()).collect();
+        // Requester 1 is at its own bound, but that needs the body: the room check passes.
+        assert_eq!(a.check_room(t0), Ok(()));
+        assert_eq!(a.in_flight(), 300, "checking takes no place");
+        let more: Vec<_> = (0..700)
+            .map(|i| a.admit(key(2 + (i % 3) as u8), t0).unwrap())
+            .collect();
+        assert_eq!(a.check_room(t0), Err(Refusal::Full { max: 1000 }));
+        drop(more);
+        assert_eq!(a.check_room(t0), Ok(()));
+        drop(held);
     }
 
     #[test]

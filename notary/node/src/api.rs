@@ -151,10 +151,17 @@ async fn notarise_inner(
     body: Body,
     arrived: Instant,
 ) -> Result<NotarisationAnswer, ApiError> {
-    let body = read_body(headers, body).await?;
     if node.stopping.load(Ordering::Relaxed) {
         return Err(ApiError::unavailable("this replica is shutting down", 1));
     }
+    // Under overload most requests end here: refused before their body is read, decoded or
+    // looked up, so that refusing the excess costs little of the CPU that serves the rest.
+    // (Even a resubmission of a certified transaction waits its turn: it can be fetched
+    // with GET /v1/transactions/{id}, which admission does not bound.)
+    node.admission
+        .check_room(Instant::now())
+        .map_err(|refusal| ApiError::overloaded(refusal.to_string(), 1))?;
+    let body = read_body(headers, body).await?;
     let request: NotarisationRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::malformed(format!("the body is not a notarisation request: {e}")))?;
     // Everything but the signature now; the batcher verifies signatures a batch at a time

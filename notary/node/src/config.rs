@@ -166,7 +166,7 @@ impl Default for BatchSection {
             max_delay: Duration::from_millis(5),
             max_pending_requests: 50_000,
             max_pending_per_requester: 10_000,
-            max_queue_delay: Duration::from_millis(500),
+            max_queue_delay: Duration::from_millis(200),
             pipeline_blocks: 3,
         }
     }

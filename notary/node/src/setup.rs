@@ -137,7 +137,7 @@ max_requests = 2000          # a batch is sealed at this many requests...
 max_delay = "5ms"            # ...or when its oldest request has waited this long
 max_pending_requests = 50000 # beyond this many in flight, answer 503 overloaded
 max_pending_per_requester = 10000 # the same bound per ledger node (requester key)
-max_queue_delay = "500ms"    # admit fewer when even the fastest answers take longer
+max_queue_delay = "200ms"    # admit fewer when even the fastest answers take longer
 pipeline_blocks = 3          # as leader, wait while this many blocks await certificates (0: off)
 "#
     )
