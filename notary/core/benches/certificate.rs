@@ -102,6 +102,14 @@ fn main() {
                 result.expect("f + 1 valid shares combine")
             },
         );
+        // What a replica pays for each peer share it takes in: the wire bytes back to a G2
+        // point (decompression and the subgroup check).
+        let wire = signed[1].to_bytes();
+        time(
+            &format!("n={n}: decode one share from its bytes"),
+            50,
+            || blsttc::SignatureShare::from_bytes(wire).expect("valid"),
+        );
         let pk = sks.public_keys();
         let f1 = committee.certificate_shares();
         time(
