@@ -6,11 +6,14 @@
 //! closed loops). Latency is measured from the request's *scheduled* time. The generator itself
 //! is bounded: at most `--in-flight-max` requests are outstanding; a request due while the cap
 //! is reached is not sent and is counted as `not_sent` (reported, never hidden).
-//! Like the client library, the generator **throttles itself** per replica when that replica
-//! answers `overloaded` ([`crate::throttle`]): it then sends about `--throttle-k` times what
-//! the replica accepts and refuses the rest itself, counted as `throttled` (reported, never
-//! hidden). `--no-throttle` sends everything, to measure what a flood of clients that ignore
-//! `overloaded` costs the cluster.
+//! Like the client library, the open-loop generator **throttles itself** per replica when that
+//! replica answers `overloaded` ([`crate::throttle`]): it then sends about `--throttle-k` times
+//! what the replica accepts and refuses the rest itself, counted as `throttled` (reported,
+//! never hidden). Unlike the library, it does not then try the next replica: a request's
+//! replica is fixed by its index, so that the offered load stays spread evenly.
+//! `--no-throttle` sends everything, to measure what a flood of clients that ignore
+//! `overloaded` costs the cluster. The closed loop never throttles: it cannot offer more than
+//! its `--concurrency`.
 //! **Closed loop** (`--concurrency N`): N workers each send one request at a time, to find the
 //! saturation throughput.
 //!
@@ -125,8 +128,9 @@ pub struct BenchArgs {
     /// Worker threads of the generator's runtime.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
-    /// Client-side throttling: per replica, send at most about K times the requests it
-    /// accepted over the last second once it answers `overloaded` (see the client library).
+    /// Client-side throttling (open loop): per replica, send at most about K times the
+    /// requests it accepted over the last second once it answers `overloaded` (see the client
+    /// library). K below 1 counts as 1; a value that is not a finite number as the default.
     #[arg(long, default_value_t = crate::throttle::DEFAULT_K)]
     pub throttle_k: f64,
     /// Send every request whatever the replicas answer (clients that ignore `overloaded`).
@@ -656,11 +660,13 @@ impl Shared {
             }
             let attempt = self.attempt(p, r).await;
             if let Some(t) = &self.throttle {
-                // Only the replica's own answers count: a refused connection says nothing of
-                // its load (and is failed over, or reported, as it is).
-                let answered = !matches!(attempt, Err(Kind::ConnectError) | Ok(Kind::Timeout));
-                if answered {
-                    t.record(r, attempt != Ok(Kind::Overloaded), Instant::now());
+                // As the client library counts: `overloaded` is a refusal, a certified answer
+                // or a final refusal (malformed, ...) is an acceptance, and the rest (no
+                // connection, a timeout, `unavailable`, `pending`) says nothing of the load.
+                match attempt {
+                    Ok(Kind::Overloaded) => t.record(r, false, Instant::now()),
+                    Ok(Kind::Timeout | Kind::Pending) | Err(_) => {}
+                    Ok(_) => t.record(r, true, Instant::now()),
                 }
             }
             match attempt {
@@ -873,9 +879,12 @@ async fn drive(config: BenchConfig, requests: Vec<Prepared>) -> Result<Run, Benc
         requests,
         failover: config.failover,
         failovers: AtomicU64::new(0),
-        throttle: config
-            .throttle_k
-            .map(|k| crate::throttle::Throttle::new(config.urls.len(), k, start)),
+        throttle: match config.load {
+            Load::Open { .. } => config
+                .throttle_k
+                .map(|k| crate::throttle::Throttle::new(config.urls.len(), k, start)),
+            Load::Closed { .. } => None,
+        },
         error_codes: Mutex::new(BTreeMap::new()),
         samples: Mutex::new(Vec::with_capacity(count as usize)),
         start,

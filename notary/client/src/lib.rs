@@ -219,6 +219,15 @@ impl Verified {
     }
 }
 
+/// Whether a call goes through the client-side throttle: notarisations do; reads
+/// (`GET /v1/transactions/{id}`, the way to fetch an answer while a replica is overloaded, and
+/// the others) are never refused by admission, and neither throttled nor counted.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Throttled {
+    Yes,
+    No,
+}
+
 enum Attempt<T> {
     Done(T),
     Retry(String),
@@ -321,7 +330,7 @@ impl Client {
 
     /// `GET /v1/cluster` from the first replica that answers.
     pub async fn cluster(&self) -> Result<ClusterInfo, ClientError> {
-        self.with_retries(0, |url| async move {
+        self.with_retries(0, Throttled::No, |url| async move {
             self.get_json::<ClusterInfo>(&format!("{url}/v1/cluster"))
                 .await
         })
@@ -353,7 +362,7 @@ impl Client {
         let body = serde_json::to_vec(request)
             .map_err(|e| ClientError::Config(format!("cannot encode the request: {e}")))?;
         let answer = self
-            .with_retries(start, |url| {
+            .with_retries(start, Throttled::Yes, |url| {
                 let body = body.clone();
                 async move {
                     let resp = self
@@ -415,7 +424,7 @@ impl Client {
     /// caller has the request).
     pub async fn status(&self, tx: &TxId) -> Result<Verified, ClientError> {
         let answer = self
-            .with_retries(0, |url| async move {
+            .with_retries(0, Throttled::No, |url| async move {
                 let resp = self
                     .http
                     .get(format!("{url}/v1/transactions/{tx}"))
@@ -435,7 +444,7 @@ impl Client {
 
     /// A committed block (`GET /v1/blocks/{height}`), as JSON.
     pub async fn block(&self, height: Height) -> Result<serde_json::Value, ClientError> {
-        self.with_retries(0, |url| async move {
+        self.with_retries(0, Throttled::No, |url| async move {
             self.get_json::<serde_json::Value>(&format!("{url}/v1/blocks/{}", height.0))
                 .await
         })
@@ -530,10 +539,15 @@ impl Client {
     }
 
     /// Calls `op` on replicas in turn from `start`, with back-off after each full pass,
-    /// until it is done, refused, or the deadline passes. A replica that has been answering
-    /// `overloaded` is skipped by the throttle for a share of calls, as if it had answered so
-    /// again, without a round trip.
-    async fn with_retries<T, F, Fut>(&self, start: usize, mut op: F) -> Result<T, ClientError>
+    /// until it is done, refused, or the deadline passes. With [`Throttled::Yes`], a replica
+    /// that has been answering `overloaded` is skipped by the throttle for a share of calls,
+    /// as if it had answered so again, without a round trip.
+    async fn with_retries<T, F, Fut>(
+        &self,
+        start: usize,
+        throttled: Throttled,
+        mut op: F,
+    ) -> Result<T, ClientError>
     where
         F: FnMut(String) -> Fut,
         Fut: std::future::Future<Output = Result<Attempt<T>, ClientError>>,
@@ -545,16 +559,18 @@ impl Client {
         let mut i = start % n;
         let mut tried = 0usize;
         loop {
-            if self.throttle.allow(i, Instant::now()) {
+            if throttled == Throttled::No || self.throttle.allow(i, Instant::now()) {
                 let outcome = op(self.urls[i].clone()).await;
-                // Any answer but `overloaded` counts as accepted; a failed connection or a
-                // protocol error says nothing of the replica's load.
-                match &outcome {
-                    Ok(Attempt::Done(_)) | Err(ClientError::Refused { .. }) => {
-                        self.throttle.record(i, true, Instant::now())
-                    }
-                    Ok(Attempt::Overloaded(_)) => self.throttle.record(i, false, Instant::now()),
-                    _ => {}
+                // An answer or a final refusal counts as accepted, `overloaded` as refused; a
+                // failed connection, `unavailable`, `pending` or a protocol error says nothing
+                // of the replica's load.
+                let accepted = match &outcome {
+                    Ok(Attempt::Done(_)) | Err(ClientError::Refused { .. }) => Some(true),
+                    Ok(Attempt::Overloaded(_)) => Some(false),
+                    _ => None,
+                };
+                if let (Throttled::Yes, Some(accepted)) = (throttled, accepted) {
+                    self.throttle.record(i, accepted, Instant::now());
                 }
                 match outcome? {
                     Attempt::Done(t) => return Ok(t),

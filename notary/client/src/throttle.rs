@@ -241,6 +241,42 @@ mod tests {
     }
 
     #[test]
+    fn the_window_slides_a_bucket_at_a_time() {
+        let t0 = Instant::now();
+        let t = Throttle::new(1, DEFAULT_K, t0);
+        // 500 refusals in the first bucket, 500 acceptances half a window later.
+        for i in 0..500u32 {
+            t.record(0, false, t0 + i * MS / 10);
+        }
+        for i in 0..500u32 {
+            t.record(0, true, t0 + 500 * MS + i * MS / 10);
+        }
+        let w = t.window(0, t0 + 950 * MS).unwrap();
+        assert_eq!((w.requests, w.accepts), (1_000, 500));
+        assert!((w.refuse_share - 0.45).abs() < 0.01, "{w:?}");
+        // A window after the refusals, their bucket has gone, and only the acceptances count.
+        let w = t.window(0, t0 + 1_050 * MS).unwrap();
+        assert_eq!((w.requests, w.accepts), (500, 500));
+        assert_eq!(w.refuse_share, 0.0);
+    }
+
+    #[test]
+    fn a_share_p_is_refused_and_each_local_refusal_counts_as_a_request() {
+        let t0 = Instant::now();
+        let t = Throttle::new(1, DEFAULT_K, t0);
+        for _ in 0..1_000 {
+            t.record(0, false, t0);
+            t.record(0, true, t0);
+        }
+        // p = (2,000 − 1.1 × 1,000) / 2,001 ≈ 0.45: of 20 calls about 9 are refused here.
+        let refused = (0..20).filter(|_| !t.allow(0, t0)).count() as u64;
+        assert!((8..=10).contains(&refused), "{refused} refused");
+        let w = t.window(0, t0).unwrap();
+        assert_eq!(w.requests, 2_000 + refused);
+        assert_eq!(w.accepts, 1_000);
+    }
+
+    #[test]
     fn an_unknown_replica_is_never_throttled() {
         let t0 = Instant::now();
         let t = Throttle::new(1, DEFAULT_K, t0);
