@@ -138,8 +138,15 @@ impl Keys {
                 if answer.leaf.request_digest != request.digest() {
                     return Err(AnswerError::DigestMismatch.into());
                 }
+                if answer.header.cluster_id != request.cluster_id {
+                    return Err(AnswerError::ClusterMismatch {
+                        got: answer.header.cluster_id.to_string(),
+                        expected: request.cluster_id.to_string(),
+                    }
+                    .into());
+                }
                 answer.verify_inclusion()?;
-                self.verify_header(&answer.header, &answer.signature)?;
+                self.verify_header(answer.signed_header()?, &answer.signature)?;
                 Ok(&answer.leaf.outcome)
             }
         }
@@ -315,6 +322,7 @@ mod tests {
             timestamp: Timestamp(5),
             leaf_count: 1,
             root: MerkleHash([h as u8; 32]),
+            prev: notary_types::HeaderHash([0; 32]),
         }
     }
 

@@ -70,9 +70,12 @@ pub struct ReplicaView {
 /// the audit record of one block.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CertifiedBlock {
-    /// The signed header.
+    /// The block's header.
     pub header: notary_types::BlockHeader,
-    /// The cluster's signature over the header.
+    /// The headers of the next heights up to the signed one (empty when `header` is signed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<notary_types::BlockHeader>,
+    /// The cluster's signature over the last header of the chain (or `header`).
     pub signature: notary_types::ClusterSignature,
     /// The leaves, in block order: one per decided request.
     pub leaves: Vec<notary_types::Leaf>,
@@ -81,7 +84,8 @@ pub struct CertifiedBlock {
 }
 
 impl CertifiedBlock {
-    /// Recomputes the Merkle root from the leaves and checks the cluster signature.
+    /// Recomputes the Merkle root from the leaves, follows the header chain and checks the
+    /// cluster signature over its last header.
     pub fn verify(&self, key: &PublicKey) -> Result<(), AnswerError> {
         let tree = notary_types::MerkleTree::from_leaves(&self.leaves);
         if tree.root() != self.header.root || tree.leaf_count() != self.header.leaf_count as usize {
@@ -90,7 +94,7 @@ impl CertifiedBlock {
                 leaf_count: self.header.leaf_count,
             });
         }
-        self.header.verify(key, &self.signature)
+        notary_types::follow_chain(&self.header, &self.chain)?.verify(key, &self.signature)
     }
 }
 
@@ -235,10 +239,11 @@ enum Attempt<T> {
     Overloaded(String),
 }
 
-/// Block headers whose cluster signature this client has verified, by the SHA-256 of the
-/// header's canonical bytes and the signature. Every answer of one block carries the same
-/// header and signature: the pairing check (about 2 ms) is paid once per block, while each
-/// answer's leaf, request content and inclusion proof are still checked on their own.
+/// Signed block headers whose cluster signature this client has verified, by the SHA-256 of
+/// the header's canonical bytes and the signature. The answers of a run of blocks carry the
+/// same signed header and signature: the pairing check (about 1 ms) is paid once per
+/// certificate, while each answer's leaf, request content, inclusion proof and header chain
+/// are still checked on their own.
 #[derive(Default)]
 struct VerifiedHeaders {
     set: std::collections::HashSet<[u8; 32]>,
@@ -249,11 +254,14 @@ struct VerifiedHeaders {
 const VERIFIED_HEADERS_MAX: usize = 4096;
 
 impl VerifiedHeaders {
-    fn key(answer: &NotarisationAnswer) -> [u8; 32] {
+    fn key(
+        signed: &notary_types::BlockHeader,
+        signature: &notary_types::ClusterSignature,
+    ) -> [u8; 32] {
         use sha2::{Digest, Sha256};
         let mut h = Sha256::new();
-        h.update(answer.header.canonical_bytes());
-        h.update(answer.signature.0);
+        h.update(signed.canonical_bytes());
+        h.update(signature.0);
         h.finalize().into()
     }
 }
@@ -392,14 +400,15 @@ impl Client {
         request: &notary_types::RequestFields,
     ) -> Result<(), AnswerError> {
         answer.verify_content(request)?;
-        let key = VerifiedHeaders::key(answer);
+        let signed = answer.signed_header()?;
+        let key = VerifiedHeaders::key(signed, &answer.signature);
         let known = self
             .verified
             .lock()
             .map(|v| v.set.contains(&key))
             .unwrap_or(false);
         if !known {
-            answer.header.verify(&self.key, &answer.signature)?;
+            signed.verify(&self.key, &answer.signature)?;
             if let Ok(mut v) = self.verified.lock() {
                 if v.set.insert(key) {
                     v.order.push_back(key);
@@ -604,7 +613,7 @@ impl Client {
 /// `status` and `follow`, where the caller may not hold the request).
 pub fn verify_detached(key: &PublicKey, answer: &NotarisationAnswer) -> Result<(), AnswerError> {
     answer.verify_inclusion()?;
-    answer.header.verify(key, &answer.signature)
+    answer.signed_header()?.verify(key, &answer.signature)
 }
 
 /// Verifies an answer for exactly this request against the cluster key.
@@ -660,6 +669,7 @@ mod tests {
             timestamp: Timestamp(1_000),
             leaf_count: 2,
             root: tree.root(),
+            prev: notary_types::HeaderHash([0; 32]),
         };
         let signature = ClusterSignature(sk.sign(header.canonical_bytes()).to_bytes());
         let answers = leaves
@@ -669,6 +679,7 @@ mod tests {
                 leaf,
                 proof: tree.proof(i).unwrap(),
                 header: header.clone(),
+                chain: Vec::new(),
                 signature,
             })
             .collect();

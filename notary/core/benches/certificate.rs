@@ -71,6 +71,7 @@ fn main() {
         timestamp: Timestamp(1),
         leaf_count: 1_000,
         root: tree.root(),
+        prev: notary_types::HeaderHash([0; 32]),
     };
     for n in [4u16, 7] {
         let committee = Committee::new(n).expect("n >= 1");

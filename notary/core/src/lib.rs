@@ -32,7 +32,7 @@ pub mod testing;
 pub use committee::{Committee, ReplicaIndex};
 pub use machine::{
     answer_at, answer_for_request, apply_committed_block, block_answers, block_answers_of,
-    decide_block, tx_status, uncertified, TxStatus, CERTIFIED_RUN,
+    covering_certificate, decide_block, tx_status, uncertified, uncovered, TxStatus, CERTIFIED_RUN,
 };
 pub use mem::MemStore;
 pub use shares::{sign_header, ShareCollector, ShareOutcome};

@@ -15,8 +15,8 @@
 use std::collections::HashMap;
 
 use notary_types::{
-    ClusterId, ClusterSignature, ConsumedState, Height, Leaf, MerkleTree, NotarisationAnswer,
-    Outcome, RequestDigest, StateRef, Timestamp, TxId,
+    BlockHeader, ClusterId, ClusterSignature, ConsumedState, HeaderHash, Height, Leaf, MerkleTree,
+    NotarisationAnswer, Outcome, RequestDigest, StateRef, Timestamp, TxId,
 };
 
 use crate::stateless::VerifiedRequest;
@@ -100,6 +100,17 @@ pub fn decide_block<S: Store + ?Sized>(
     }
 
     let root = MerkleTree::from_leaves(&leaves).root();
+    // The header chain: each block's header names the one below it.
+    let prev = if height.0 <= 1 {
+        HeaderHash([0; 32])
+    } else {
+        store
+            .header(Height(height.0 - 1))?
+            .ok_or(StoreError::MissingBlock {
+                height: height.0 - 1,
+            })?
+            .hash()
+    };
     Ok(BlockWrite {
         record: BlockRecord {
             cluster_id: cluster_id.clone(),
@@ -109,6 +120,7 @@ pub fn decide_block<S: Store + ?Sized>(
             resolutions,
             leaves,
             root,
+            prev,
             consensus_bytes,
         },
         consumed: consumed_order,
@@ -224,6 +236,9 @@ pub fn uncertified<S: Store + ?Sized>(store: &S, applied: Height) -> Result<Vec<
 }
 
 /// Where a transaction stands, as `GET /v1/transactions/{id}` reports it.
+// The certified answer is the common case, and each is moved once to its client: boxing it
+// would add an allocation per answer to save stack space in the rare other variants.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TxStatus {
     /// Never decided.
@@ -239,8 +254,39 @@ pub enum TxStatus {
     Certified(NotarisationAnswer),
 }
 
-/// The answer for the leaf at (`height`, `leaf_index`): `Uncertified` until the block's
-/// certificate is stored, `Unknown` if there is no such leaf.
+/// The applied heights above the highest stored certificate: those a restarted executor
+/// must see covered again (a certificate covers every height below it, through the header
+/// chain; certificates are stored unsynced, so a crash can lose the last few).
+pub fn uncovered<S: Store + ?Sized>(store: &S, applied: Height) -> Result<Vec<u64>, StoreError> {
+    let mut h = applied.0;
+    while h > 0 && store.certificate(Height(h))?.is_none() {
+        h -= 1;
+    }
+    Ok((h + 1..=applied.0).collect())
+}
+
+/// The certificate that covers `height`, with the headers from `height + 1` up to the signed
+/// one: the first stored certificate at or above `height` ([`Store::certificate_from`]).
+/// `None` while no stored certificate covers the height.
+pub fn covering_certificate<S: Store + ?Sized>(
+    store: &S,
+    height: Height,
+) -> Result<Option<(ClusterSignature, Vec<BlockHeader>)>, StoreError> {
+    let Some((signed, signature)) = store.certificate_from(height)? else {
+        return Ok(None);
+    };
+    let mut chain = Vec::with_capacity(signed.0.saturating_sub(height.0) as usize);
+    for h in height.0 + 1..=signed.0 {
+        match store.header(Height(h))? {
+            Some(header) => chain.push(header),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some((signature, chain)))
+}
+
+/// The answer for the leaf at (`height`, `leaf_index`): `Uncertified` until a certificate
+/// covers the block, `Unknown` if there is no such leaf.
 pub fn answer_at<S: Store + ?Sized>(
     store: &S,
     height: Height,
@@ -252,7 +298,7 @@ pub fn answer_at<S: Store + ?Sized>(
     let Some(leaf) = record.leaves.get(leaf_index as usize).cloned() else {
         return Ok(TxStatus::Unknown);
     };
-    let Some(signature) = store.certificate(height)? else {
+    let Some((signature, chain)) = covering_certificate(store, height)? else {
         return Ok(TxStatus::Uncertified { height, leaf });
     };
     let proof = MerkleTree::from_leaves(&record.leaves)
@@ -262,6 +308,7 @@ pub fn answer_at<S: Store + ?Sized>(
         leaf,
         proof,
         header: record.header(),
+        chain,
         signature,
     }))
 }
@@ -304,19 +351,26 @@ pub fn block_answers<S: Store + ?Sized>(
     let Some(record) = store.block(height)? else {
         return Ok(Vec::new());
     };
-    let signature = store.certificate(height)?;
-    block_answers_of(store, &record, signature)
+    let cover = covering_certificate(store, height)?;
+    block_answers_of(
+        store,
+        &record,
+        cover.as_ref().map(|(sig, chain)| (*sig, chain.as_slice())),
+    )
 }
 
-/// [`block_answers`] for a block record and certificate already in hand (the executor holds
-/// both when a block certifies): no read of the block, which can be megabytes.
+/// [`block_answers`] for a block record and its covering certificate already in hand (the
+/// signature, and the headers above the block up to the signed one: the executor holds them
+/// when a block is covered): no read of the block, which can be megabytes.
 pub fn block_answers_of<S: Store + ?Sized>(
     store: &S,
     record: &BlockRecord,
-    signature: Option<ClusterSignature>,
+    cover: Option<(ClusterSignature, &[BlockHeader])>,
 ) -> Result<Vec<TxStatus>, StoreError> {
     let height = record.height;
-    let tree = signature.map(|_| MerkleTree::from_leaves(&record.leaves));
+    let signature = cover.map(|(sig, _)| sig);
+    let chain = cover.map_or(&[][..], |(_, chain)| chain);
+    let tree = cover.map(|_| MerkleTree::from_leaves(&record.leaves));
     let header = record.header();
     let mut out = Vec::with_capacity(record.resolutions.len());
     for resolution in &record.resolutions {
@@ -332,6 +386,7 @@ pub fn block_answers_of<S: Store + ?Sized>(
                                 .proof(leaf_index as usize)
                                 .expect("leaf_index was found in the same leaf list"),
                             header: header.clone(),
+                            chain: chain.to_vec(),
                             signature,
                         })
                     }

@@ -166,6 +166,7 @@ mod tests {
             timestamp: Timestamp(1000),
             leaf_count: 2,
             root: MerkleHash([5; 32]),
+            prev: notary_types::HeaderHash([4; 32]),
         };
         (sks, committee, header)
     }

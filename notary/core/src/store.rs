@@ -12,10 +12,11 @@
 //!   restart. Saving it unsynced keeps an fsync per block off the path to the client's answer.
 //! - An I/O failure is a [`StoreError`]: fatal for the replica, which must stop signing.
 
+use notary_types::limits::CHAIN_HEADERS_MAX;
 use notary_types::wire::{DecodeError, Reader, Writer};
 use notary_types::{
-    BlockHeader, ClusterId, ClusterSignature, Height, Leaf, MerkleHash, NotarisationRequest,
-    RequestDigest, StateRef, Timestamp, TxId,
+    BlockHeader, ClusterId, ClusterSignature, HeaderHash, Height, Leaf, MerkleHash,
+    NotarisationRequest, RequestDigest, StateRef, Timestamp, TxId,
 };
 use thiserror::Error;
 
@@ -100,6 +101,8 @@ pub struct BlockRecord {
     pub leaves: Vec<Leaf>,
     /// The Merkle root over `leaves`.
     pub root: MerkleHash,
+    /// The hash of the header at `height - 1` (all zero at height 1).
+    pub prev: HeaderHash,
     /// Opaque bytes from consensus (the block and its commit proof), for lagging replicas.
     pub consensus_bytes: Vec<u8>,
 }
@@ -128,6 +131,11 @@ pub trait Store: Send + Sync {
     fn apply_block(&self, write: &BlockWrite) -> Result<(), StoreError>;
     /// The record of an applied block.
     fn block(&self, height: Height) -> Result<Option<BlockRecord>, StoreError>;
+    /// The header of an applied block: [`BlockRecord::header`], which a store may keep apart
+    /// so as not to read a record of megabytes for it.
+    fn header(&self, height: Height) -> Result<Option<BlockHeader>, StoreError> {
+        Ok(self.block(height)?.map(|r| r.header()))
+    }
     /// Stores the combined cluster signature of an applied block's header (durability not
     /// required: see the module doc).
     fn put_certificate(
@@ -137,13 +145,26 @@ pub trait Store: Send + Sync {
     ) -> Result<(), StoreError>;
     /// The cluster signature of a block, once stored.
     fn certificate(&self, height: Height) -> Result<Option<ClusterSignature>, StoreError>;
+    /// The first stored certificate at `height` or above, looking at most
+    /// [`CHAIN_HEADERS_MAX`] heights up: the one whose header chain covers `height`.
+    fn certificate_from(
+        &self,
+        height: Height,
+    ) -> Result<Option<(Height, ClusterSignature)>, StoreError> {
+        for h in height.0..=height.0.saturating_add(CHAIN_HEADERS_MAX as u64) {
+            if let Some(sig) = self.certificate(Height(h))? {
+                return Ok(Some((Height(h), sig)));
+            }
+        }
+        Ok(None)
+    }
     /// Replaces the consensus safety record; durable when it returns.
     fn save_safety_record(&self, bytes: &[u8]) -> Result<(), StoreError>;
     /// The last saved consensus safety record.
     fn load_safety_record(&self) -> Result<Option<Vec<u8>>, StoreError>;
 }
 
-const BLOCK_RECORD_TAG: &str = "notary/store/block/v1";
+const BLOCK_RECORD_TAG: &str = "notary/store/block/v2";
 /// Stored records are written by this replica only, so the bounds are generous sanity limits.
 const RECORD_ITEMS_MAX: usize = 1 << 24;
 const RECORD_BYTES_MAX: usize = 1 << 30;
@@ -158,6 +179,7 @@ impl BlockRecord {
             leaf_count: u32::try_from(self.leaves.len())
                 .expect("a block holds far fewer than 4 billion leaves"),
             root: self.root,
+            prev: self.prev,
         }
     }
 
@@ -169,6 +191,7 @@ impl BlockRecord {
         w.u64(self.height.0);
         w.u64(self.timestamp.0);
         w.fixed(&self.root.0);
+        w.fixed(&self.prev.0);
         w.var_bytes(&self.consensus_bytes);
         w.u32(len32(self.requests.len()));
         for r in &self.requests {
@@ -207,6 +230,7 @@ impl BlockRecord {
         let height = Height(r.u64()?);
         let timestamp = Timestamp(r.u64()?);
         let root = MerkleHash(r.array()?);
+        let prev = HeaderHash(r.array()?);
         let consensus_bytes = r.var_bytes("consensus_bytes", RECORD_BYTES_MAX)?.to_vec();
         let mut requests = Vec::new();
         for _ in 0..r.count("requests", RECORD_ITEMS_MAX)? {
@@ -243,6 +267,7 @@ impl BlockRecord {
             resolutions,
             leaves,
             root,
+            prev,
             consensus_bytes,
         })
     }

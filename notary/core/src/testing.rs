@@ -417,9 +417,10 @@ fn heights_must_be_contiguous<S: Store>(store: &S) {
             got: 2
         }
     );
-    let write =
-        crate::machine::decide_block(store, &f.cluster_id, Height(3), Timestamp(5), &[], vec![])
+    let mut write =
+        crate::machine::decide_block(store, &f.cluster_id, Height(1), Timestamp(5), &[], vec![])
             .unwrap();
+    write.record.height = Height(3);
     assert_eq!(
         store.apply_block(&write).unwrap_err(),
         StoreError::HeightGap {
@@ -437,6 +438,36 @@ fn certificates_and_safety_records_round_trip<S: Store>(store: &S) {
     store.put_certificate(Height(1), &sig).unwrap();
     assert_eq!(store.certificate(Height(1)).unwrap(), Some(sig));
     assert_eq!(store.certificate(Height(2)).unwrap(), None);
+    // Each header names the one below it, and a certificate higher up is found from below.
+    for h in 2..=4 {
+        apply_committed_block(
+            store,
+            &f.cluster_id,
+            Height(h),
+            Timestamp(5 + h),
+            &[],
+            vec![],
+        )
+        .unwrap();
+    }
+    let header = |h: u64| store.header(Height(h)).unwrap().unwrap();
+    assert_eq!(header(1).prev, notary_types::HeaderHash([0; 32]));
+    for h in 2..=4 {
+        assert_eq!(header(h), store.block(Height(h)).unwrap().unwrap().header());
+        assert_eq!(header(h).prev, header(h - 1).hash(), "height {h}");
+    }
+    assert_eq!(store.header(Height(5)).unwrap(), None);
+    let later = ClusterSignature([8; 96]);
+    store.put_certificate(Height(4), &later).unwrap();
+    assert_eq!(
+        store.certificate_from(Height(1)).unwrap(),
+        Some((Height(1), sig))
+    );
+    assert_eq!(
+        store.certificate_from(Height(2)).unwrap(),
+        Some((Height(4), later))
+    );
+    assert_eq!(store.certificate_from(Height(5)).unwrap(), None);
     store.save_safety_record(b"round 1").unwrap();
     store.save_safety_record(&vec![3u8; 100_000]).unwrap();
     assert_eq!(

@@ -19,7 +19,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use futures::Stream;
 use notary_client::{CertifiedBlock, ClusterInfo, MemberInfo, ReplicaView};
-use notary_core::{check_unsigned, tx_status, Rejection, TxStatus};
+use notary_core::{check_unsigned, covering_certificate, tx_status, Rejection, TxStatus};
 use notary_types::limits::REQUEST_JSON_BYTES_MAX;
 use notary_types::{Height, NotarisationAnswer, NotarisationRequest, Outcome, TxId};
 use serde::Deserialize;
@@ -278,15 +278,14 @@ async fn cluster(State(node): State<Arc<Node>>) -> Json<ClusterInfo> {
     Json(cluster_info(&node))
 }
 
-/// The audit record of a certified block, if it is certified.
+/// The audit record of a certified block, if it is certified: the block, the headers above
+/// it up to the signed one, and the signature.
 pub fn certified_block(node: &Node, height: u64) -> Result<Option<CertifiedBlock>, ApiError> {
     let Some(record) = node.store.block(Height(height)).map_err(store_error)? else {
         return Ok(None);
     };
-    let Some(signature) = node
-        .store
-        .certificate(Height(height))
-        .map_err(store_error)?
+    let Some((signature, chain)) =
+        covering_certificate(&*node.store, Height(height)).map_err(store_error)?
     else {
         return Err(ApiError::pending(format!(
             "block {height} is committed; its certificate is forming"
@@ -294,6 +293,7 @@ pub fn certified_block(node: &Node, height: u64) -> Result<Option<CertifiedBlock
     };
     Ok(Some(CertifiedBlock {
         header: record.header(),
+        chain,
         signature,
         leaves: record.leaves,
         requests: record.requests,

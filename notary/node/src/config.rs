@@ -157,6 +157,13 @@ pub struct BatchSection {
     /// As leader, propose only while fewer committed blocks than this wait for their
     /// certificate (`mempool.rs`, pacing); 0 turns pacing off.
     pub pipeline_blocks: u64,
+    /// Replicas sign the first block of each window of this much block time, and a
+    /// certificate covers the blocks below it through the header chain (`executor.rs`); a
+    /// replica that has applied no block for this long signs its newest. Every replica of a
+    /// cluster must use the same value (or the replicas sign different blocks, and more of
+    /// them). Larger: fewer certificates, longer waits for them.
+    #[serde(with = "duration_str")]
+    pub sign_interval: Duration,
 }
 
 impl Default for BatchSection {
@@ -168,6 +175,7 @@ impl Default for BatchSection {
             max_pending_per_requester: 10_000,
             max_queue_delay: Duration::from_millis(200),
             pipeline_blocks: 3,
+            sign_interval: Duration::from_millis(25),
         }
     }
 }
@@ -378,6 +386,14 @@ impl BatchSection {
             return Err(format!(
                 "batch.max_pending_per_requester ({}) must be > 0 and ≤ batch.max_pending_requests ({})",
                 self.max_pending_per_requester, self.max_pending_requests
+            ));
+        }
+        if self.sign_interval < Duration::from_millis(1)
+            || self.sign_interval > Duration::from_secs(1)
+        {
+            return Err(format!(
+                "batch.sign_interval ({:?}) must be from 1ms to 1s: answers wait for it",
+                self.sign_interval
             ));
         }
         if self.max_queue_delay < Duration::from_millis(10) {

@@ -1,28 +1,51 @@
 //! The executor: one OS thread that applies committed blocks in height order and certifies
-//! their results.
+//! them.
 //!
-//! For each committed block: decide and write it in one synced batch
-//! ([`notary_core::apply_committed_block`]), sign the header with this replica's BLS share,
-//! send the share to every peer, and collect shares until f+1 valid ones combine into the
-//! cluster signature (verified before use). The certificate is stored, unsynced, and every
-//! client waiting on a transaction of the block gets its answer: the block's decisions were
-//! synced before its share left, and a threshold BLS signature is unique (whichever f+1
-//! shares form it), so a certificate lost in a crash is formed again after the restart with
-//! the same bytes ([`uncertified`] finds the heights to sign again). Shares that arrive for
-//! heights not applied yet wait in a bounded buffer; a peer that sends a share for a block
-//! already certified here is sent the certificate (that is how a replica that was behind
-//! catches up on certificates). A height still uncertified [`SHARE_RESEND_AFTER`] after its
-//! share left sends the share again (to at most [`SHARE_RESEND_HEIGHTS_MAX`] heights at a
-//! time): a share or certificate lost in transit, or sent while a restarted replica's
-//! connections were still being made, is asked for again instead of leaving the height
-//! uncertified for ever.
+//! **Applying.** Each committed block is decided and written in one synced batch
+//! ([`notary_core::apply_committed_block`]). Its header carries the hash of the header below
+//! it, so the cluster's signature over one header vouches for every block below it: an answer
+//! carries its block's header, the headers above it up to a signed one (at most
+//! [`CHAIN_HEADERS_MAX`]), and the signature (`docs/PROTOCOL.md`, section 4).
+//!
+//! **Which heights are signed.** Certifying costs milliseconds of BLS work per certificate on
+//! every replica (sign a share, combine f + 1, verify), whatever the number of blocks it
+//! covers; so replicas sign some applied heights, not every one, and the same ones. A replica
+//! signs, when it applies it,
+//! - the first block of each window of `batch.sign_interval` of block time: its timestamp
+//!   (agreed in consensus, so every replica picks the same blocks) is in another window than
+//!   the one below it;
+//! - every height that is a multiple of [`CHAIN_HEADERS_MAX`], so that a certificate is at
+//!   most that many heights above any block;
+//! - any height a peer has signed (a share for a height not applied yet waits in a bounded
+//!   buffer until it is): a height that f + 1 replicas applied always certifies, and a faulty
+//!   peer that signs every height costs this replica one signature per block, as if it signed
+//!   every block itself.
+//!
+//! The blocks after the first of a window are covered by the next window's first block. When
+//! no block comes (a quiet cluster, or a leader that holds its proposal until the blocks it
+//! committed are certified), a replica that has applied nothing for `batch.sign_interval`,
+//! and has no certificate forming, signs its newest block: the replicas that have applied the
+//! same blocks pick the same one.
+//!
+//! When a certificate forms for height `k`, it is stored (unsynced) and every applied block up
+//! to `k` within reach of it is answered: its clients get the answer at once. The block's
+//! decisions were synced before any share over a header above it left, and a threshold BLS
+//! signature is unique, so a certificate lost in a crash is formed again after the restart
+//! with the same bytes ([`uncovered`] finds the heights above the last stored certificate).
+//!
+//! A peer that sends a share for a height already covered here is sent the covering
+//! certificate (that is how a replica that was behind catches up); a certificate for a height
+//! not applied yet waits in a bounded buffer. A certificate still forming
+//! [`SHARE_RESEND_AFTER`] after its share left sends the share again (at most
+//! [`SHARE_RESEND_HEIGHTS_MAX`] at a time): a share lost in transit, or sent while a restarted
+//! replica's connections were still being made, is asked for again.
 //!
 //! A storage error is fatal: the executor stops, the replica stops signing, and `/readyz`
-//! says why. Nothing is acknowledged that was not durable: an answer is built from a block
-//! record that is synced before its share is signed.
+//! says why. Nothing is acknowledged that was not durable: an answer is built from block
+//! records synced before the share that certifies them was signed.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,28 +53,28 @@ use blsttc::{PublicKeySet, SecretKeyShare, SignatureShare};
 use bytes::Bytes;
 use notary_consensus::{CommittedBlock, ReplicaId};
 use notary_core::{
-    apply_committed_block, block_answers_of, sign_header, uncertified, BlockRecord, Committee,
+    apply_committed_block, block_answers_of, sign_header, uncovered, BlockRecord, Committee,
     ReplicaIndex, ShareCollector, ShareOutcome, Store, StoreError, TxStatus, VerifiedRequest,
 };
 use notary_net::Transport;
-use notary_types::{ClusterId, ClusterSignature, Height, Timestamp};
+use notary_types::limits::CHAIN_HEADERS_MAX;
+use notary_types::{
+    BlockHeader, ClusterId, ClusterSignature, Height, RequestDigest, Timestamp, TxId,
+};
 
 use crate::driver::encode_committed;
 use crate::metrics::Metrics;
 use crate::state::Waiters;
 use crate::wire::{self, PeerMessage};
 
-/// Heights beyond the applied one for which peers' shares are buffered.
+/// Heights beyond the applied one for which peers' shares and certificates are buffered.
 pub const SHARE_HEIGHTS_AHEAD_MAX: u64 = 1024;
 
-/// How long a height may stay uncertified before this replica sends its share again.
+/// How long a certificate may stay forming before this replica sends its share again.
 pub const SHARE_RESEND_AFTER: Duration = Duration::from_secs(1);
 
 /// At most this many heights (the oldest) have their share sent again per resend pass.
 pub const SHARE_RESEND_HEIGHTS_MAX: usize = 64;
-
-/// At most this many heights signed again after a restart are collecting shares at once.
-pub const RESIGN_IN_FLIGHT_MAX: usize = 64;
 
 /// Inputs of the executor thread.
 pub enum ExecInput {
@@ -89,8 +112,8 @@ pub enum ExecInput {
 pub struct ExecView {
     /// Highest applied height.
     pub applied: u64,
-    /// Highest height up to which every applied height is certified: every applied height
-    /// is pending (or waiting to be signed again after a restart) until it certifies.
+    /// Highest height up to which every applied height is covered by a certificate (and its
+    /// waiting clients answered).
     pub certified: u64,
 }
 
@@ -110,6 +133,8 @@ pub struct Executor<T: Transport> {
     pub share_key: SecretKeyShare,
     /// n, f for the collector.
     pub committee: Committee,
+    /// The least time between two certificates this replica starts on its own.
+    pub sign_interval: Duration,
     /// Inputs.
     pub rx: Receiver<ExecInput>,
     /// Clients waiting for answers.
@@ -122,178 +147,237 @@ pub struct Executor<T: Transport> {
     pub halted: Arc<parking_lot::Mutex<Option<String>>>,
 }
 
-struct Pending {
-    collector: ShareCollector,
-    /// A combined signature received from a peer and verified here.
-    received: Option<ClusterSignature>,
-    /// Request (tx, digest) pairs of the block, to wake waiters.
-    requests: Vec<(notary_types::TxId, notary_types::RequestDigest)>,
-    /// The block as applied: its header is what the shares sign, and its leaves give the
-    /// answers (kept, not read back: a block record can be megabytes).
+/// An applied block not yet covered by a certificate.
+struct Uncovered {
+    /// The block as applied: its leaves give the answers (kept, not read back: a block
+    /// record can be megabytes).
     record: BlockRecord,
-    /// This replica's share message, kept to send again while the height is uncertified.
+    /// Its requests' (tx, digest) pairs, to wake waiters.
+    requests: Vec<(TxId, RequestDigest)>,
+}
+
+/// A height this replica signed, collecting shares.
+struct Signing {
+    collector: ShareCollector,
+    /// This replica's share message, kept to send again while the certificate forms.
     share_message: Bytes,
     /// When the share was last sent.
     sent_at: Instant,
 }
 
-impl Pending {
-    fn signature(&self) -> Option<ClusterSignature> {
-        self.collector.signature().copied().or(self.received)
+/// Everything the executor thread keeps between inputs.
+#[derive(Default)]
+struct State {
+    /// Highest applied height.
+    applied: u64,
+    /// Applied heights not covered yet, ascending.
+    uncovered: BTreeMap<u64, Uncovered>,
+    /// Headers of every applied height from the lowest uncovered one up: the chains of the
+    /// answers, and what a peer's certificate is checked against.
+    headers: BTreeMap<u64, BlockHeader>,
+    /// Heights this replica signed and whose certificate is forming.
+    signing: BTreeMap<u64, Signing>,
+    /// Peers' shares for heights not applied yet.
+    early_shares: BTreeMap<u64, HashMap<ReplicaId, Vec<u8>>>,
+    /// Peers' certificates for heights not applied yet.
+    early_certificates: BTreeMap<u64, (ReplicaId, Vec<u8>)>,
+    /// When this replica last applied a block.
+    last_applied_at: Option<Instant>,
+    /// The timestamp (ms) of the block at the applied height.
+    last_timestamp: Option<u64>,
+}
+
+impl State {
+    /// Every applied height up to this one is covered.
+    fn certified(&self) -> u64 {
+        self.uncovered.keys().next().map_or(self.applied, |h| h - 1)
+    }
+
+    /// Whether this replica should follow a peer that signed `height`: it is applied and
+    /// not covered here (even below a height this replica is signing: the peer may not have
+    /// applied that one yet).
+    fn follows(&self, height: u64) -> bool {
+        height > self.certified() && height <= self.applied
+    }
+
+    /// When this replica should sign its newest block itself, if it has a reason to: some
+    /// applied block is uncovered, no certificate it signed is forming, and none has been
+    /// applied for `interval`.
+    fn quiet_sign_at(&self, interval: Duration) -> Option<Instant> {
+        if self.applied <= self.certified() || !self.signing.is_empty() {
+            return None;
+        }
+        Some(
+            self.last_applied_at
+                .map_or_else(Instant::now, |t| t + interval),
+        )
     }
 }
 
 impl<T: Transport> Executor<T> {
     /// Runs until `ExecInput::Stop` or a storage failure.
-    pub fn run(mut self) {
-        let mut applied = match self.store.applied_height() {
-            Ok(h) => h.0,
-            Err(e) => return self.halt(e),
-        };
-        let mut pending: BTreeMap<u64, Pending> = BTreeMap::new();
-        let mut early: BTreeMap<u64, HashMap<ReplicaId, Vec<u8>>> = BTreeMap::new();
-        // Heights applied before a restart whose certificate never formed (or was written but
-        // not yet synced): sign them again. Their certificates are the same bytes as before,
-        // since a threshold BLS signature does not depend on which shares formed it.
-        let missing = match uncertified(&*self.store, Height(applied)) {
-            Ok(m) => m,
-            Err(e) => return self.halt(e),
-        };
-        let mut resign: VecDeque<u64> = missing.into();
-        if !resign.is_empty() {
-            tracing::info!(
-                heights = resign.len(),
-                from = resign[0],
-                "signing again applied heights whose certificate is missing"
-            );
+    pub fn run(self) {
+        let mut st = State::default();
+        if let Err(e) = self.restart(&mut st) {
+            return self.halt(e);
         }
         loop {
-            // Heights signed again enter `pending` a bounded number at a time: each holds its
-            // block in memory until it certifies.
-            while pending.len() < RESIGN_IN_FLIGHT_MAX {
-                let Some(h) = resign.pop_front() else { break };
-                match self.start_certifying(h) {
-                    Ok(p) => {
-                        pending.insert(h, p);
-                    }
-                    Err(e) => return self.halt(e),
-                }
-            }
-            let certified = [pending.keys().next(), resign.front()]
-                .into_iter()
-                .flatten()
-                .min()
-                .map_or(applied, |h| h - 1);
-            self.view.send_replace(ExecView { applied, certified });
-            let input = match self.rx.recv_timeout(SHARE_RESEND_AFTER) {
+            self.view.send_replace(ExecView {
+                applied: st.applied,
+                certified: st.certified(),
+            });
+            // Wait for an input, at most until this replica should sign its newest block or a
+            // share is due to be sent again.
+            let now = Instant::now();
+            let wake = [
+                st.quiet_sign_at(self.sign_interval),
+                st.signing
+                    .values()
+                    .map(|s| s.sent_at + SHARE_RESEND_AFTER)
+                    .min(),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(now + SHARE_RESEND_AFTER);
+            let first = match self.rx.recv_timeout(wake.saturating_duration_since(now)) {
                 Ok(input) => Some(input),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => break,
             };
-            let result = match input {
-                None => Ok(()),
-                Some(ExecInput::Stop) => break,
-                Some(ExecInput::Apply {
-                    committed,
-                    requests,
-                }) => self
-                    .apply(committed, &requests, &mut applied)
-                    .map(|applied_block| {
-                        let Some(record) = applied_block else { return };
-                        let h = record.height.0;
-                        let digests = requests
-                            .iter()
-                            .map(|r| (r.request().fields.tx_id, r.digest()))
-                            .collect();
-                        let mut p = self.certify(record, digests);
-                        for (from, share) in early.remove(&h).unwrap_or_default() {
-                            self.add_share(&mut p, from, &share);
+            // Handle everything queued before looking at the quiet rule.
+            let mut next = first;
+            let mut stop = false;
+            while let Some(input) = next.take() {
+                match input {
+                    ExecInput::Stop => {
+                        stop = true;
+                        break;
+                    }
+                    input => {
+                        if let Err(e) = self.handle(&mut st, input) {
+                            return self.halt(e);
                         }
-                        pending.insert(h, p);
-                    }),
-                Some(ExecInput::Share {
-                    from,
-                    height,
-                    share,
-                }) => {
-                    if let Some(p) = pending.get_mut(&height) {
-                        self.add_share(p, from, &share);
-                        Ok(())
-                    } else if height > applied && height <= applied + SHARE_HEIGHTS_AHEAD_MAX {
-                        early.entry(height).or_default().insert(from, share);
-                        Ok(())
-                    } else if height <= applied {
-                        self.send_certificate(from, height)
-                    } else {
-                        Ok(())
                     }
                 }
-                Some(ExecInput::Certificate {
-                    from,
-                    height,
-                    signature,
-                }) => {
-                    if let Some(p) = pending.get_mut(&height) {
-                        self.accept_certificate(p, from, height, &signature);
-                    }
-                    Ok(())
+                match self.rx.try_recv() {
+                    Ok(input) => next = Some(input),
+                    Err(TryRecvError::Empty) => {}
+                    Err(TryRecvError::Disconnected) => stop = true,
                 }
-            };
-            if let Err(e) = result {
+            }
+            if stop {
+                break;
+            }
+            if let Err(e) = self.finish_formed(&mut st) {
                 return self.halt(e);
             }
-            // Finish every height whose signature formed.
-            let done: Vec<u64> = pending
-                .iter()
-                .filter(|(_, p)| p.signature().is_some())
-                .map(|(h, _)| *h)
-                .collect();
-            for h in done {
-                let p = pending.remove(&h).expect("listed above");
-                let sig = p.signature().expect("filtered on it");
-                if let Err(e) = self.finish(h, &sig, &p) {
+            if st
+                .quiet_sign_at(self.sign_interval)
+                .is_some_and(|at| at <= Instant::now())
+            {
+                let top = st.applied;
+                self.sign(&mut st, top);
+                if let Err(e) = self.finish_formed(&mut st) {
                     return self.halt(e);
                 }
             }
-            early.retain(|h, _| *h > applied);
-            self.resend_stale_shares(&mut pending);
+            self.resend_stale_shares(&mut st);
         }
     }
 
-    /// Sends again the share of every height (oldest first, bounded) still uncertified
-    /// [`SHARE_RESEND_AFTER`] after it was last sent. A peer still collecting adds it (a
-    /// duplicate is ignored); a peer that certified the height answers with the certificate.
-    fn resend_stale_shares(&self, pending: &mut BTreeMap<u64, Pending>) {
-        let now = Instant::now();
-        for (height, p) in pending
-            .iter_mut()
-            .filter(|(_, p)| now.duration_since(p.sent_at) >= SHARE_RESEND_AFTER)
-            .take(SHARE_RESEND_HEIGHTS_MAX)
-        {
-            tracing::debug!(height, "height still uncertified: share sent again");
-            if let Err(e) = self.transport.broadcast(p.share_message.clone()) {
-                tracing::warn!(error = %e, height, "share not sent again");
+    /// After a restart: the applied heights above the last stored certificate are covered
+    /// again (a lost certificate is formed again with the same bytes).
+    fn restart(&self, st: &mut State) -> Result<(), StoreError> {
+        st.applied = self.store.applied_height()?.0;
+        st.last_timestamp = self
+            .store
+            .header(Height(st.applied))?
+            .map(|h| h.timestamp.0);
+        let missing = uncovered(&*self.store, Height(st.applied))?;
+        if let Some(first) = missing.first() {
+            tracing::info!(
+                heights = missing.len(),
+                from = first,
+                "covering again applied heights above the last stored certificate"
+            );
+        }
+        for h in missing {
+            let record = self
+                .store
+                .block(Height(h))?
+                .ok_or(StoreError::MissingBlock { height: h })?;
+            let requests = record
+                .requests
+                .iter()
+                .map(|r| (r.fields.tx_id, r.fields.digest()))
+                .collect();
+            st.headers.insert(h, record.header());
+            st.uncovered.insert(h, Uncovered { record, requests });
+            if h % CHAIN_HEADERS_MAX as u64 == 0 {
+                self.sign(st, h);
             }
-            p.sent_at = now;
+        }
+        Ok(())
+    }
+
+    fn handle(&self, st: &mut State, input: ExecInput) -> Result<(), StoreError> {
+        match input {
+            ExecInput::Stop => Ok(()),
+            ExecInput::Apply {
+                committed,
+                requests,
+            } => self.apply(st, committed, &requests),
+            ExecInput::Share {
+                from,
+                height,
+                share,
+            } => {
+                if let Some(s) = st.signing.get_mut(&height) {
+                    self.add_share(s, from, &share);
+                } else if st.follows(height) {
+                    self.sign(st, height);
+                    if let Some(s) = st.signing.get_mut(&height) {
+                        self.add_share(s, from, &share);
+                    }
+                } else if height <= st.certified() {
+                    self.send_certificate(from, height)?;
+                } else if height > st.applied && height <= st.applied + SHARE_HEIGHTS_AHEAD_MAX {
+                    st.early_shares
+                        .entry(height)
+                        .or_default()
+                        .insert(from, share);
+                }
+                Ok(())
+            }
+            ExecInput::Certificate {
+                from,
+                height,
+                signature,
+            } => {
+                if height > st.applied && height <= st.applied + SHARE_HEIGHTS_AHEAD_MAX {
+                    st.early_certificates
+                        .entry(height)
+                        .or_insert((from, signature));
+                    Ok(())
+                } else {
+                    self.accept_certificate(st, from, height, &signature)
+                }
+            }
         }
     }
 
-    fn halt(&self, e: StoreError) {
-        tracing::error!(error = %e, "storage failed: this replica stops applying and signing");
-        *self.halted.lock() = Some(format!("storage failed: {e}"));
-        self.metrics.signing_halted.set(1);
-    }
-
-    /// Applies one committed block; returns its record if it was new.
+    /// Applies one committed block, then signs it if it is the first of its window of block
+    /// time, if its height is a multiple of [`CHAIN_HEADERS_MAX`], or if a peer already did.
     fn apply(
-        &mut self,
+        &self,
+        st: &mut State,
         committed: Box<CommittedBlock>,
         requests: &[VerifiedRequest],
-        applied: &mut u64,
-    ) -> Result<Option<BlockRecord>, StoreError> {
+    ) -> Result<(), StoreError> {
         let height = committed.block.height().0;
-        if height <= *applied {
-            return Ok(None);
+        if height <= st.applied {
+            return Ok(());
         }
         let timestamp = Timestamp(committed.block.header.timestamp.0);
         let lag_s = crate::driver::now_ms().0.saturating_sub(timestamp.0) as f64 / 1000.0;
@@ -314,35 +398,60 @@ impl<T: Transport> Executor<T> {
             requests = requests.len(),
             "block applied"
         );
-        *applied = height;
-        Ok(Some(record))
-    }
-
-    /// [`Self::certify`] for a block applied before a restart: its record from the store.
-    fn start_certifying(&self, height: u64) -> Result<Pending, StoreError> {
-        let record = self
-            .store
-            .block(Height(height))?
-            .ok_or(StoreError::MissingBlock { height })?;
-        let digests = record
-            .requests
+        st.applied = height;
+        st.headers.insert(height, record.header());
+        let digests = requests
             .iter()
-            .map(|r| (r.fields.tx_id, r.fields.digest()))
+            .map(|r| (r.request().fields.tx_id, r.digest()))
             .collect();
-        Ok(self.certify(record, digests))
+        st.uncovered.insert(
+            height,
+            Uncovered {
+                record,
+                requests: digests,
+            },
+        );
+        let shares = st.early_shares.remove(&height);
+        st.early_shares.retain(|h, _| *h > height);
+        let window = u64::try_from(self.sign_interval.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let first_of_window = st
+            .last_timestamp
+            .is_none_or(|below| below / window != timestamp.0 / window);
+        st.last_timestamp = Some(timestamp.0);
+        st.last_applied_at = Some(Instant::now());
+        if first_of_window
+            || height % CHAIN_HEADERS_MAX as u64 == 0
+            || shares.is_some() && st.follows(height)
+        {
+            self.sign(st, height);
+        }
+        if let Some(s) = st.signing.get_mut(&height) {
+            for (from, share) in shares.unwrap_or_default() {
+                self.add_share(s, from, &share);
+            }
+        }
+        let certificate = st.early_certificates.remove(&height);
+        st.early_certificates.retain(|h, _| *h > height);
+        if let Some((from, signature)) = certificate {
+            self.accept_certificate(st, from, height, &signature)?;
+        }
+        Ok(())
     }
 
-    /// Signs the header of an applied block, sends the share, and starts a collector.
-    /// `digests`: the (tx, request digest) of each of its requests, to wake their waiters.
-    fn certify(
-        &self,
-        record: BlockRecord,
-        digests: Vec<(notary_types::TxId, notary_types::RequestDigest)>,
-    ) -> Pending {
-        let height = record.height.0;
-        let header = record.header();
+    /// Signs the header at `height` (applied, uncovered), sends the share, and starts
+    /// collecting.
+    fn sign(&self, st: &mut State, height: u64) {
+        if st.signing.contains_key(&height) {
+            return;
+        }
+        let Some(header) = st.headers.get(&height) else {
+            return;
+        };
+        tracing::debug!(height, applied = st.applied, "signing");
         let t = Instant::now();
-        let share = sign_header(&self.share_key, &header);
+        let share = sign_header(&self.share_key, header);
         self.metrics
             .observe_signing("share", t.elapsed().as_secs_f64());
         let bytes = Bytes::from(wire::encode(&PeerMessage::Share {
@@ -352,33 +461,69 @@ impl<T: Transport> Executor<T> {
         if let Err(e) = self.transport.broadcast(bytes.clone()) {
             tracing::warn!(error = %e, height, "share not sent");
         }
-        let collector = ShareCollector::new(self.keys.clone(), self.committee, &header)
+        let collector = ShareCollector::new(self.keys.clone(), self.committee, header)
             .expect("config check: the key set's threshold matches f");
-        let mut p = Pending {
+        let mut s = Signing {
             collector,
-            received: None,
-            requests: digests,
-            record,
             share_message: bytes,
             sent_at: Instant::now(),
         };
-        self.add_share_parsed(&mut p, self.me, share);
-        p
+        self.add_share_parsed(&mut s, self.me, share);
+        st.signing.insert(height, s);
     }
 
-    fn add_share(&self, p: &mut Pending, from: ReplicaId, bytes: &[u8]) {
+    /// Covers every height whose own certificate formed, lowest first.
+    fn finish_formed(&self, st: &mut State) -> Result<(), StoreError> {
+        let formed: Vec<(u64, ClusterSignature)> = st
+            .signing
+            .iter()
+            .filter_map(|(h, s)| s.collector.signature().map(|sig| (*h, *sig)))
+            .collect();
+        for (h, sig) in formed {
+            st.signing.remove(&h);
+            self.cover(st, h, sig)?;
+        }
+        Ok(())
+    }
+
+    /// Sends again the share of every certificate still forming (oldest first, bounded)
+    /// [`SHARE_RESEND_AFTER`] after it was last sent. A peer still collecting adds it (a
+    /// duplicate is ignored); a peer that has the height covered answers with the certificate.
+    fn resend_stale_shares(&self, st: &mut State) {
+        let now = Instant::now();
+        for (height, s) in st
+            .signing
+            .iter_mut()
+            .filter(|(_, s)| now.duration_since(s.sent_at) >= SHARE_RESEND_AFTER)
+            .take(SHARE_RESEND_HEIGHTS_MAX)
+        {
+            tracing::debug!(height, "certificate still forming: share sent again");
+            if let Err(e) = self.transport.broadcast(s.share_message.clone()) {
+                tracing::warn!(error = %e, height, "share not sent again");
+            }
+            s.sent_at = now;
+        }
+    }
+
+    fn halt(&self, e: StoreError) {
+        tracing::error!(error = %e, "storage failed: this replica stops applying and signing");
+        *self.halted.lock() = Some(format!("storage failed: {e}"));
+        self.metrics.signing_halted.set(1);
+    }
+
+    fn add_share(&self, s: &mut Signing, from: ReplicaId, bytes: &[u8]) {
         let share = <[u8; 96]>::try_from(bytes)
             .ok()
             .and_then(|b| SignatureShare::from_bytes(b).ok());
         match share {
-            Some(s) => self.add_share_parsed(p, from, s),
+            Some(share) => self.add_share_parsed(s, from, share),
             None => self.blame(from),
         }
     }
 
-    fn add_share_parsed(&self, p: &mut Pending, from: ReplicaId, share: SignatureShare) {
+    fn add_share_parsed(&self, s: &mut Signing, from: ReplicaId, share: SignatureShare) {
         let t = Instant::now();
-        match p.collector.add(ReplicaIndex(from.0), share) {
+        match s.collector.add(ReplicaIndex(from.0), share) {
             ShareOutcome::Combined(_) => {
                 self.metrics
                     .observe_signing("combine", t.elapsed().as_secs_f64());
@@ -393,7 +538,7 @@ impl<T: Transport> Executor<T> {
     }
 
     fn blame(&self, who: ReplicaId) {
-        tracing::warn!(peer = %who, "invalid signature share: attributed to its sender");
+        tracing::warn!(peer = %who, "invalid signature share or certificate: attributed to its sender");
         self.metrics
             .frames_rejected
             .get_or_create(&crate::metrics::ReasonLabel {
@@ -402,32 +547,41 @@ impl<T: Transport> Executor<T> {
             .inc();
     }
 
-    fn accept_certificate(&self, p: &mut Pending, from: ReplicaId, height: u64, bytes: &[u8]) {
-        let sig = <[u8; 96]>::try_from(bytes).ok().map(ClusterSignature);
-        let Some(sig) = sig else {
-            return self.blame(from);
-        };
-        // The collector holds the header bytes; a certificate from a peer must verify over
-        // our own header for that height before we keep it.
-        let t = Instant::now();
-        if p.record.height.0 == height
-            && p.record
-                .header()
-                .verify(&self.keys.public_key(), &sig)
-                .is_ok()
-        {
-            self.metrics
-                .observe_signing("verify", t.elapsed().as_secs_f64());
-            p.received = Some(sig);
-        } else {
-            self.blame(from);
+    /// A peer's certificate for an applied height: kept if it verifies over our own header
+    /// at that height, and it covers everything below.
+    fn accept_certificate(
+        &self,
+        st: &mut State,
+        from: ReplicaId,
+        height: u64,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        if height <= st.certified() || height > st.applied {
+            return Ok(());
         }
+        let Some(header) = st.headers.get(&height) else {
+            return Ok(());
+        };
+        let Ok(sig) = <[u8; 96]>::try_from(bytes).map(ClusterSignature) else {
+            self.blame(from);
+            return Ok(());
+        };
+        let t = Instant::now();
+        if header.verify(&self.keys.public_key(), &sig).is_err() {
+            self.blame(from);
+            return Ok(());
+        }
+        self.metrics
+            .observe_signing("verify", t.elapsed().as_secs_f64());
+        self.cover(st, height, sig)
     }
 
+    /// A peer's share for a height covered here: send it the certificate that covers it (the
+    /// first stored at or above it), so that a replica that is behind catches up.
     fn send_certificate(&self, to: ReplicaId, height: u64) -> Result<(), StoreError> {
-        if let Some(sig) = self.store.certificate(Height(height))? {
+        if let Some((signed, sig)) = self.store.certificate_from(Height(height))? {
             let bytes = Bytes::from(wire::encode(&PeerMessage::Certificate {
-                height,
+                height: signed.0,
                 signature: sig.0.to_vec(),
             }));
             let _ = self.transport.send(to, bytes);
@@ -435,18 +589,59 @@ impl<T: Transport> Executor<T> {
         Ok(())
     }
 
-    /// Stores the certificate and answers the clients waiting on the block.
-    fn finish(&self, height: u64, sig: &ClusterSignature, p: &Pending) -> Result<(), StoreError> {
+    /// Stores the certificate of `height` and answers the clients of every uncovered block up
+    /// to it that is within [`CHAIN_HEADERS_MAX`] headers of it. A block further down stays
+    /// uncovered until a nearer certificate forms (every multiple of the limit is signed).
+    fn cover(&self, st: &mut State, height: u64, sig: ClusterSignature) -> Result<(), StoreError> {
         // Not synced (the store's contract): a certificate lost in a crash is formed again
         // after the restart, with the same bytes.
-        self.store.put_certificate(Height(height), sig)?;
-        // One read of the block and one Merkle tree for all its waiting clients (building
-        // them per request made answering a block quadratic in its size).
-        if !p.requests.iter().any(|(tx, _)| self.waiters.is_waiting(tx)) {
+        self.store.put_certificate(Height(height), &sig)?;
+        tracing::debug!(height, "certificate formed");
+        let reach = height.saturating_sub(CHAIN_HEADERS_MAX as u64);
+        let covered: Vec<u64> = st
+            .uncovered
+            .range(reach..=height)
+            .map(|(h, _)| *h)
+            .collect();
+        for h in covered {
+            let block = st.uncovered.remove(&h).expect("listed above");
+            self.answer(st, &block, height, sig)?;
+        }
+        // A signing at or below a certificate is moot, unless a block too far below this
+        // certificate still waits for it.
+        let lowest = st.uncovered.keys().next().copied();
+        st.signing
+            .retain(|h, _| *h > height || lowest.is_some_and(|l| l <= *h));
+        let keep_from = lowest.unwrap_or(st.applied + 1);
+        st.headers.retain(|h, _| *h >= keep_from);
+        Ok(())
+    }
+
+    /// Answers the clients waiting on `block`, covered by the certificate of `signed`.
+    fn answer(
+        &self,
+        st: &State,
+        block: &Uncovered,
+        signed: u64,
+        sig: ClusterSignature,
+    ) -> Result<(), StoreError> {
+        // One Merkle tree for all the block's waiting clients (building them per request made
+        // answering a block quadratic in its size).
+        if !block
+            .requests
+            .iter()
+            .any(|(tx, _)| self.waiters.is_waiting(tx))
+        {
             return Ok(());
         }
-        let answers = block_answers_of(&*self.store, &p.record, Some(*sig))?;
-        for ((tx, digest), status) in p.requests.iter().zip(answers) {
+        // (`range` refuses a start above its end: the signed block itself has no chain.)
+        let chain: Vec<BlockHeader> = st
+            .headers
+            .range(block.record.height.0 + 1..signed + 1)
+            .map(|(_, h)| h.clone())
+            .collect();
+        let answers = block_answers_of(&*self.store, &block.record, Some((sig, &chain)))?;
+        for ((tx, digest), status) in block.requests.iter().zip(answers) {
             if let TxStatus::Certified(answer) = status {
                 if self.waiters.is_waiting(tx) {
                     self.waiters.deliver(tx, digest, &answer);

@@ -390,6 +390,9 @@ impl Store for TimedStore {
     fn block(&self, height: Height) -> Result<Option<BlockRecord>, StoreError> {
         self.inner.block(height)
     }
+    fn header(&self, height: Height) -> Result<Option<notary_types::BlockHeader>, StoreError> {
+        self.inner.header(height)
+    }
     fn put_certificate(
         &self,
         height: Height,

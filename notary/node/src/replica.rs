@@ -251,6 +251,7 @@ async fn run_async(config: Config) -> Result<()> {
         keys: key_set,
         share_key,
         committee: Committee::new(config.n() as u16).map_err(|e| anyhow::anyhow!("{e}"))?,
+        sign_interval: config.node.batch.sign_interval,
         rx: exec_rx,
         waiters,
         metrics: metrics.clone(),

@@ -10,6 +10,7 @@
 //! | `c` ‖ state ref (36)               | consuming tx id (32)                        |
 //! | `d` ‖ tx id (32)                   | [`DecisionRecord`] (44)                     |
 //! | `b` ‖ height (8)                   | [`BlockRecord`] (requests, leaves, root...) |
+//! | `h` ‖ height (8)                   | the block's header, canonical bytes (~130)  |
 //! | `s` ‖ height (8)                   | cluster signature (96)                      |
 //! | `m` ‖ `applied`                    | applied height (8)                          |
 //! | `m` ‖ `safety`                     | consensus safety record (opaque)            |
@@ -31,7 +32,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use notary_core::{BlockRecord, BlockWrite, DecisionRecord, Store, StoreError};
-use notary_types::{ClusterSignature, Height, StateRef, TxId};
+use notary_types::{BlockHeader, ClusterSignature, Height, StateRef, TxId};
 use rocksdb::{BlockBasedOptions, DBCompressionType, Options, WriteBatch, WriteOptions, DB};
 
 const APPLIED_KEY: &[u8] = b"mapplied";
@@ -179,6 +180,11 @@ impl Store for RocksStore {
             batch.put(decision_key(tx_id), decision.to_bytes());
         }
         batch.put(height_key(b'b', height), write.record.to_bytes());
+        // Kept apart: an answer's header chain reads headers, not records of megabytes.
+        batch.put(
+            height_key(b'h', height),
+            write.record.header().canonical_bytes(),
+        );
         batch.put(APPLIED_KEY, height.0.to_be_bytes());
         self.db
             .write_opt(batch, &synced())
@@ -190,6 +196,17 @@ impl Store for RocksStore {
             .map(|v| {
                 BlockRecord::from_bytes(&v).map_err(|source| StoreError::Corrupt {
                     what: "block record",
+                    source,
+                })
+            })
+            .transpose()
+    }
+
+    fn header(&self, height: Height) -> Result<Option<BlockHeader>, StoreError> {
+        self.get("header", &height_key(b'h', height))?
+            .map(|v| {
+                BlockHeader::from_canonical_bytes(&v).map_err(|source| StoreError::Corrupt {
+                    what: "block header",
                     source,
                 })
             })

@@ -4,18 +4,22 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use thiserror::Error;
 
-use crate::ids::{ClusterId, Height, MerkleHash, Timestamp};
+use crate::ids::{ClusterId, HeaderHash, Height, MerkleHash, Timestamp};
+use crate::limits::CHAIN_HEADERS_MAX;
 use crate::merkle::{leaf_hash, InclusionProof};
 use crate::outcome::{Leaf, Outcome};
 use crate::request::RequestFields;
-use crate::wire::Writer;
+use crate::wire::{DecodeError, Reader, Writer};
 
 /// The domain tag that starts a header's canonical bytes.
-pub const HEADER_TAG: &str = "notary/header/v1";
+pub const HEADER_TAG: &str = "notary/header/v2";
 
-/// What the cluster signs once per committed block: (cluster id, height, block timestamp, leaf
-/// count, Merkle root). The timestamp is the notary's time for every outcome of the block; the
-/// leaf count fixes the tree's shape, so an inclusion proof's index is unambiguous.
+/// What describes one committed block: (cluster id, height, block timestamp, leaf count, Merkle
+/// root, hash of the previous header). The timestamp is the notary's time for every outcome of
+/// the block; the leaf count fixes the tree's shape, so an inclusion proof's index is
+/// unambiguous; `prev` chains the headers, so the cluster's signature over one header vouches
+/// for every header below it. Replicas sign some headers, not every one (`docs/PROTOCOL.md`,
+/// section 4): an answer carries the headers from its block up to a signed one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct BlockHeader {
     /// The cluster that decided.
@@ -28,12 +32,14 @@ pub struct BlockHeader {
     pub leaf_count: u32,
     /// The Merkle root over the block's leaves.
     pub root: MerkleHash,
+    /// [`BlockHeader::hash`] of the header at `height - 1`; all zero at height 1.
+    pub prev: HeaderHash,
 }
 
 impl BlockHeader {
     /// The canonical bytes, the message of the BLS signature (`docs/PROTOCOL.md`, section 4).
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        let mut w = Writer::with_capacity(1 + HEADER_TAG.len() + 65 + 52);
+        let mut w = Writer::with_capacity(1 + HEADER_TAG.len() + 65 + 84);
         w.tag(HEADER_TAG);
         let id = self.cluster_id.as_str().as_bytes();
         w.u8(u8::try_from(id.len()).expect("a ClusterId has at most 64 bytes"));
@@ -42,7 +48,39 @@ impl BlockHeader {
         w.u64(self.timestamp.0);
         w.u32(self.leaf_count);
         w.fixed(&self.root.0);
+        w.fixed(&self.prev.0);
         w.into_bytes()
+    }
+
+    /// Decodes [`BlockHeader::canonical_bytes`].
+    pub fn from_canonical_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        r.tag(HEADER_TAG)?;
+        let len = usize::from(r.u8()?);
+        let id = r.take(len)?;
+        let cluster_id = std::str::from_utf8(id)
+            .ok()
+            .and_then(|s| ClusterId::new(s).ok())
+            .ok_or_else(|| DecodeError::Invalid {
+                field: "cluster_id",
+                reason: "not a cluster id".into(),
+            })?;
+        let header = Self {
+            cluster_id,
+            height: Height(r.u64()?),
+            timestamp: Timestamp(r.u64()?),
+            leaf_count: r.u32()?,
+            root: MerkleHash(r.array()?),
+            prev: HeaderHash(r.array()?),
+        };
+        r.finish()?;
+        Ok(header)
+    }
+
+    /// SHA-256 of the canonical bytes: what the next header carries as `prev`.
+    pub fn hash(&self) -> HeaderHash {
+        use sha2::{Digest as _, Sha256};
+        HeaderHash(Sha256::digest(self.canonical_bytes()).into())
     }
 
     /// Checks `signature` against the cluster public key over this header.
@@ -59,6 +97,35 @@ impl BlockHeader {
             })
         }
     }
+}
+
+/// Follows `chain` up from `first`: each header must be the next height of the same cluster
+/// and carry the hash of the one before it. Returns the last header (`first` itself when the
+/// chain is empty): the one a cluster signature must be over. At most
+/// [`CHAIN_HEADERS_MAX`] headers.
+pub fn follow_chain<'a>(
+    first: &'a BlockHeader,
+    chain: &'a [BlockHeader],
+) -> Result<&'a BlockHeader, AnswerError> {
+    if chain.len() > CHAIN_HEADERS_MAX {
+        return Err(AnswerError::ChainTooLong {
+            len: chain.len(),
+            max: CHAIN_HEADERS_MAX,
+        });
+    }
+    let mut below = first;
+    for next in chain {
+        if next.cluster_id != below.cluster_id
+            || next.height.0 != below.height.0.wrapping_add(1)
+            || next.prev != below.hash()
+        {
+            return Err(AnswerError::ChainBroken {
+                height: next.height.0,
+            });
+        }
+        below = next;
+    }
+    Ok(below)
 }
 
 /// Whether `signature` is `key`'s BLS signature over `message`, in blsttc's ciphersuite (the
@@ -145,6 +212,20 @@ pub enum AnswerError {
     /// The signature bytes are not a valid G2 point.
     #[error("the signature is not a valid compressed G2 point")]
     SignatureMalformed,
+    /// The header chain is longer than a client accepts.
+    #[error("the header chain has {len} headers; at most {max} are accepted")]
+    ChainTooLong {
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A header of the chain does not follow the one below it (height, cluster or `prev`).
+    #[error("the header chain breaks at height {height}")]
+    ChainBroken {
+        /// The height of the header that does not follow.
+        height: u64,
+    },
     /// The signature does not verify against the cluster key.
     #[error("the cluster signature over block {height} does not verify")]
     SignatureInvalid {
@@ -153,36 +234,48 @@ pub enum AnswerError {
     },
 }
 
-/// What a client receives: the leaf, its inclusion proof, the signed header and the signature.
+/// What a client receives: the leaf, its inclusion proof, its block's header, the headers
+/// from there up to a signed one, and the cluster's signature over that last header.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct NotarisationAnswer {
     /// The decision, bound to the transaction id and request digest.
     pub leaf: Leaf,
     /// The path from the leaf to the header's root.
     pub proof: InclusionProof,
-    /// The signed header.
+    /// The header of the leaf's block.
     pub header: BlockHeader,
-    /// The cluster's signature over the header.
+    /// The headers of the next heights up to the signed one, in order; empty when `header`
+    /// itself is signed ([`follow_chain`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<BlockHeader>,
+    /// The cluster's signature over the last header of the chain (or `header`).
     pub signature: ClusterSignature,
 }
 
 impl NotarisationAnswer {
     /// Verifies offline that the cluster (one public key) decided `leaf.outcome` for exactly
-    /// `request`: same transaction id, same request content, same cluster, the leaf in the signed
-    /// root, the signature valid. Returns the proven outcome.
+    /// `request`: same transaction id, same request content, same cluster, the leaf in its
+    /// block's root, the chain of headers unbroken, the signature over its last header valid.
+    /// Returns the proven outcome.
     pub fn verify(
         &self,
         cluster_key: &blsttc::PublicKey,
         request: &RequestFields,
     ) -> Result<&Outcome, AnswerError> {
         self.verify_content(request)?;
-        self.header.verify(cluster_key, &self.signature)?;
+        self.signed_header()?.verify(cluster_key, &self.signature)?;
         Ok(&self.leaf.outcome)
     }
 
+    /// The header the signature is over, once the chain up to it is checked
+    /// ([`follow_chain`]).
+    pub fn signed_header(&self) -> Result<&BlockHeader, AnswerError> {
+        follow_chain(&self.header, &self.chain)
+    }
+
     /// Everything [`NotarisationAnswer::verify`] checks except the cluster signature over the
-    /// header: for a client that verified this header's signature already (every answer of a
-    /// block shares one header and signature), and must still check the rest per answer.
+    /// signed header: for a client that verified that header's signature already (the answers
+    /// of a run of blocks share one signed header), and must still check the rest per answer.
     pub fn verify_content(&self, request: &RequestFields) -> Result<&Outcome, AnswerError> {
         if self.leaf.tx_id != request.tx_id {
             return Err(AnswerError::TxIdMismatch);
@@ -197,6 +290,7 @@ impl NotarisationAnswer {
             });
         }
         self.verify_inclusion()?;
+        self.signed_header()?;
         Ok(&self.leaf.outcome)
     }
 
@@ -258,12 +352,14 @@ mod tests {
             timestamp: Timestamp(77),
             leaf_count: 6,
             root: tree.root(),
+            prev: HeaderHash([8; 32]),
         };
         let signature = ClusterSignature::from(&sk.sign(header.canonical_bytes()));
         let answer = NotarisationAnswer {
             leaf: leaves[4].clone(),
             proof: tree.proof(4).unwrap(),
             header,
+            chain: Vec::new(),
             signature,
         };
         (sk, request.fields, answer)
@@ -385,6 +481,123 @@ mod tests {
                 Err(AnswerError::SignatureInvalid { .. })
             ),
             "cluster key"
+        );
+    }
+
+    /// The headers after `first`, each naming the one before it.
+    fn chain_after(first: &BlockHeader, len: usize) -> Vec<BlockHeader> {
+        let mut chain: Vec<BlockHeader> = Vec::new();
+        for i in 0..len {
+            let below = chain.last().unwrap_or(first);
+            chain.push(BlockHeader {
+                cluster_id: below.cluster_id.clone(),
+                height: Height(below.height.0 + 1),
+                timestamp: Timestamp(below.timestamp.0 + 1),
+                leaf_count: 1,
+                root: MerkleHash([i as u8; 32]),
+                prev: below.hash(),
+            });
+        }
+        chain
+    }
+
+    #[test]
+    fn an_answer_signed_through_a_later_header_verifies_and_every_link_counts() {
+        let (sk, request, mut answer) = setup();
+        let pk = sk.public_key();
+        answer.chain = chain_after(&answer.header, 3);
+        answer.signature = ClusterSignature::from(&sk.sign(answer.chain[2].canonical_bytes()));
+        assert_eq!(answer.verify(&pk, &request), Ok(&Outcome::Committed));
+        assert_eq!(answer.signed_header().unwrap().height, Height(12));
+        let json = serde_json::to_string(&answer).unwrap();
+        assert_eq!(
+            serde_json::from_str::<NotarisationAnswer>(&json).unwrap(),
+            answer
+        );
+
+        // The block's own header changed: the first link no longer holds.
+        let mut a = answer.clone();
+        a.header.timestamp = Timestamp(78);
+        assert_eq!(
+            a.verify(&pk, &request),
+            Err(AnswerError::ChainBroken { height: 10 })
+        );
+        // A header in the middle changed: the link above it breaks.
+        let mut a = answer.clone();
+        a.chain[1].root = MerkleHash([9; 32]);
+        assert_eq!(
+            a.verify(&pk, &request),
+            Err(AnswerError::ChainBroken { height: 12 })
+        );
+        // A header skipped, a height repeated, another cluster: each breaks the chain.
+        let mut a = answer.clone();
+        a.chain.remove(0);
+        assert!(matches!(
+            a.verify(&pk, &request),
+            Err(AnswerError::ChainBroken { .. })
+        ));
+        let mut a = answer.clone();
+        a.chain[0].height = Height(9);
+        assert!(matches!(
+            a.verify(&pk, &request),
+            Err(AnswerError::ChainBroken { .. })
+        ));
+        let mut a = answer.clone();
+        a.chain[0].cluster_id = ClusterId::new("other").unwrap();
+        assert!(matches!(
+            a.verify(&pk, &request),
+            Err(AnswerError::ChainBroken { .. })
+        ));
+        // The signature must be over the last header, not the leaf's own.
+        let mut a = answer.clone();
+        a.signature = ClusterSignature::from(&sk.sign(a.header.canonical_bytes()));
+        assert_eq!(
+            a.verify(&pk, &request),
+            Err(AnswerError::SignatureInvalid { height: 12 })
+        );
+        // A chain cut short is signed over the wrong header.
+        let mut a = answer;
+        a.chain.pop();
+        assert!(matches!(
+            a.verify(&pk, &request),
+            Err(AnswerError::SignatureInvalid { height: 11 })
+        ));
+    }
+
+    #[test]
+    fn a_header_decodes_from_its_canonical_bytes_and_nothing_else() {
+        let (_, _, answer) = setup();
+        let bytes = answer.header.canonical_bytes();
+        assert_eq!(
+            BlockHeader::from_canonical_bytes(&bytes).unwrap(),
+            answer.header
+        );
+        assert!(BlockHeader::from_canonical_bytes(&bytes[..bytes.len() - 1]).is_err());
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(BlockHeader::from_canonical_bytes(&longer).is_err());
+        assert!(BlockHeader::from_canonical_bytes(&[]).is_err());
+    }
+
+    #[test]
+    fn a_chain_longer_than_the_limit_is_refused_before_any_hashing() {
+        let (sk, request, mut answer) = setup();
+        answer.chain = chain_after(&answer.header, CHAIN_HEADERS_MAX + 1);
+        answer.signature =
+            ClusterSignature::from(&sk.sign(answer.chain.last().unwrap().canonical_bytes()));
+        assert_eq!(
+            answer.verify(&sk.public_key(), &request),
+            Err(AnswerError::ChainTooLong {
+                len: CHAIN_HEADERS_MAX + 1,
+                max: CHAIN_HEADERS_MAX
+            })
+        );
+        answer.chain.truncate(CHAIN_HEADERS_MAX);
+        answer.signature =
+            ClusterSignature::from(&sk.sign(answer.chain.last().unwrap().canonical_bytes()));
+        assert_eq!(
+            answer.verify(&sk.public_key(), &request),
+            Ok(&Outcome::Committed)
         );
     }
 

@@ -113,6 +113,10 @@ bytes32!(
     MerkleHash
 );
 bytes32!(
+    /// SHA-256 of a block header's canonical bytes: how the next header names it.
+    HeaderHash
+);
+bytes32!(
     /// A requester's ed25519 public key, as the 32 bytes of RFC 8032.
     RequesterKey
 );

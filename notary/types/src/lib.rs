@@ -25,11 +25,13 @@ pub mod request;
 pub mod wire;
 
 pub use blsttc;
-pub use certificate::{verify_bls, AnswerError, BlockHeader, ClusterSignature, NotarisationAnswer};
+pub use certificate::{
+    follow_chain, verify_bls, AnswerError, BlockHeader, ClusterSignature, NotarisationAnswer,
+};
 pub use ed25519_dalek;
 pub use ids::{
-    ClusterId, Height, MerkleHash, RequestDigest, RequesterKey, StateRef, TimeWindow, Timestamp,
-    TxId, TxIdHash,
+    ClusterId, HeaderHash, Height, MerkleHash, RequestDigest, RequesterKey, StateRef, TimeWindow,
+    Timestamp, TxId, TxIdHash,
 };
 pub use merkle::{InclusionProof, MerkleTree};
 pub use outcome::{ConsumedState, Leaf, Outcome};

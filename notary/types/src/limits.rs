@@ -17,6 +17,11 @@ pub const REQUEST_JSON_BYTES_MAX: usize = 2 * 1024 * 1024;
 /// The size of one encoded state ref: a 32-byte transaction id and a 4-byte output index.
 pub const STATE_REF_BYTES: usize = 36;
 
+/// At most this many headers in an answer's chain, from the answer's block to the signed
+/// one. Replicas sign at least every [`CHAIN_HEADERS_MAX`]th height (the heights that are
+/// multiples of it), so an honest chain is never longer.
+pub const CHAIN_HEADERS_MAX: usize = 64;
+
 /// Cluster ids are 1 to this many characters of `[a-z0-9-]`.
 pub const CLUSTER_ID_CHARS_MAX: usize = 64;
 

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use ed25519_dalek::SigningKey;
 use notary_types::merkle::leaf_hash;
 use notary_types::{
-    BlockHeader, ClusterId, ClusterSignature, ConsumedState, Height, Leaf, MerkleTree,
+    BlockHeader, ClusterId, ClusterSignature, ConsumedState, HeaderHash, Height, Leaf, MerkleTree,
     NotarisationAnswer, NotarisationRequest, Outcome, RequestDigest, RequestFields, RequesterKey,
     StateRef, TimeWindow, Timestamp, TxId,
 };
@@ -167,13 +167,30 @@ fn generate() -> (Value, Value, Value) {
         timestamp: Timestamp(1_735_690_000_000),
         leaf_count: leaves.len() as u32,
         root: tree.root(),
+        prev: HeaderHash([0x41; 32]),
     };
     let signature = ClusterSignature::from(&sk.sign(header.canonical_bytes()));
     let answer = NotarisationAnswer {
         leaf: leaves[0].clone(),
         proof: tree.proof(0).unwrap(),
         header: header.clone(),
+        chain: Vec::new(),
         signature,
+    };
+    // The next block's header names this one; a signature over it alone covers both.
+    let next = BlockHeader {
+        cluster_id: header.cluster_id.clone(),
+        height: Height(43),
+        timestamp: Timestamp(1_735_690_000_009),
+        leaf_count: 1,
+        root: leaf_hash(&leaves[1]),
+        prev: header.hash(),
+    };
+    let next_signature = ClusterSignature::from(&sk.sign(next.canonical_bytes()));
+    let chained = NotarisationAnswer {
+        chain: vec![next.clone()],
+        signature: next_signature,
+        ..answer.clone()
     };
     let certificate_json = json!({
         "ciphersuite": "BLS_SIG_BLS12381G2_XMD:SHA-256_SSWU_RO_NUL_",
@@ -182,7 +199,12 @@ fn generate() -> (Value, Value, Value) {
         "header": header,
         "header_canonical_bytes": hex::encode(header.canonical_bytes()),
         "signature": hex::encode(signature.0),
+        "header_hash": header.hash().to_string(),
         "answer_for_request_0": answer,
+        "next_header": next,
+        "next_header_canonical_bytes": hex::encode(next.canonical_bytes()),
+        "next_header_signature": hex::encode(next_signature.0),
+        "chained_answer_for_request_0": chained,
         "expected_outcome": leaves[0].outcome,
     });
     (requests_json, merkle_json, certificate_json)
@@ -261,6 +283,14 @@ fn code_matches_the_published_vectors() {
         serde_json::from_value(file["answer_for_request_0"].clone()).unwrap();
     header.verify(&pk, &answer.signature).unwrap();
     let outcome = answer.verify(&pk, &requests()[0].1.fields).unwrap();
+    assert_eq!(header.hash().to_string(), file["header_hash"]);
+    let chained: NotarisationAnswer =
+        serde_json::from_value(file["chained_answer_for_request_0"].clone()).unwrap();
+    assert_eq!(chained.signed_header().unwrap().height, Height(43));
+    assert_eq!(
+        chained.verify(&pk, &requests()[0].1.fields).unwrap(),
+        outcome
+    );
     assert_eq!(
         serde_json::to_value(outcome).unwrap(),
         file["expected_outcome"]

@@ -318,6 +318,14 @@ fn print_answer(ctx_output: Output, v: &Verified) {
                 a.proof.index + 1,
                 a.header.leaf_count
             );
+            if let Some(signed) = a.chain.last() {
+                println!(
+                    "signed at    height {} ({} chained header{})",
+                    signed.height.0,
+                    a.chain.len(),
+                    if a.chain.len() == 1 { "" } else { "s" }
+                );
+            }
             println!("answered by  {}", v.url);
         }
     }
