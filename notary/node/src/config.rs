@@ -491,6 +491,20 @@ round_timeout = "750ms"
                 },
                 "batch.max_requests (0)",
             ),
+            (
+                BatchSection {
+                    sign_interval: Duration::ZERO,
+                    ..BatchSection::default()
+                },
+                "batch.sign_interval (0ns)",
+            ),
+            (
+                BatchSection {
+                    sign_interval: Duration::from_secs(2),
+                    ..BatchSection::default()
+                },
+                "batch.sign_interval (2s)",
+            ),
         ];
         for (section, key) in cases {
             let err = section.check().unwrap_err();

@@ -110,6 +110,18 @@ impl RocksStore {
     fn get(&self, op: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.db.get(key).map_err(io(op))
     }
+
+    /// The record under `key`, decoded; a value that does not decode is `Corrupt`.
+    fn get_decoded<T>(
+        &self,
+        what: &'static str,
+        key: &[u8],
+        decode: impl FnOnce(&[u8]) -> Result<T, notary_types::wire::DecodeError>,
+    ) -> Result<Option<T>, StoreError> {
+        self.get(what, key)?
+            .map(|v| decode(&v).map_err(|source| StoreError::Corrupt { what, source }))
+            .transpose()
+    }
 }
 
 impl Store for RocksStore {
@@ -148,14 +160,11 @@ impl Store for RocksStore {
     }
 
     fn decision(&self, tx_id: &TxId) -> Result<Option<DecisionRecord>, StoreError> {
-        self.get("decision", &decision_key(tx_id))?
-            .map(|v| {
-                DecisionRecord::from_bytes(&v).map_err(|source| StoreError::Corrupt {
-                    what: "decision record",
-                    source,
-                })
-            })
-            .transpose()
+        self.get_decoded(
+            "decision record",
+            &decision_key(tx_id),
+            DecisionRecord::from_bytes,
+        )
     }
 
     fn apply_block(&self, write: &BlockWrite) -> Result<(), StoreError> {
@@ -192,25 +201,19 @@ impl Store for RocksStore {
     }
 
     fn block(&self, height: Height) -> Result<Option<BlockRecord>, StoreError> {
-        self.get("block", &height_key(b'b', height))?
-            .map(|v| {
-                BlockRecord::from_bytes(&v).map_err(|source| StoreError::Corrupt {
-                    what: "block record",
-                    source,
-                })
-            })
-            .transpose()
+        self.get_decoded(
+            "block record",
+            &height_key(b'b', height),
+            BlockRecord::from_bytes,
+        )
     }
 
     fn header(&self, height: Height) -> Result<Option<BlockHeader>, StoreError> {
-        self.get("header", &height_key(b'h', height))?
-            .map(|v| {
-                BlockHeader::from_canonical_bytes(&v).map_err(|source| StoreError::Corrupt {
-                    what: "block header",
-                    source,
-                })
-            })
-            .transpose()
+        self.get_decoded(
+            "block header",
+            &height_key(b'h', height),
+            BlockHeader::from_canonical_bytes,
+        )
     }
 
     fn put_certificate(
@@ -228,20 +231,14 @@ impl Store for RocksStore {
     }
 
     fn certificate(&self, height: Height) -> Result<Option<ClusterSignature>, StoreError> {
-        self.get("certificate", &height_key(b's', height))?
-            .map(|v| {
-                v.as_slice()
-                    .try_into()
-                    .map(ClusterSignature)
-                    .map_err(|_| StoreError::Corrupt {
-                        what: "certificate",
-                        source: notary_types::wire::DecodeError::Invalid {
-                            field: "signature",
-                            reason: format!("{} bytes, expected 96", v.len()),
-                        },
-                    })
+        self.get_decoded("certificate", &height_key(b's', height), |v| {
+            v.try_into().map(ClusterSignature).map_err(|_| {
+                notary_types::wire::DecodeError::Invalid {
+                    field: "signature",
+                    reason: format!("{} bytes, expected 96", v.len()),
+                }
             })
-            .transpose()
+        })
     }
 
     fn save_safety_record(&self, bytes: &[u8]) -> Result<(), StoreError> {

@@ -41,9 +41,7 @@ impl BlockHeader {
     pub fn canonical_bytes(&self) -> Vec<u8> {
         let mut w = Writer::with_capacity(1 + HEADER_TAG.len() + 65 + 84);
         w.tag(HEADER_TAG);
-        let id = self.cluster_id.as_str().as_bytes();
-        w.u8(u8::try_from(id.len()).expect("a ClusterId has at most 64 bytes"));
-        w.fixed(id);
+        w.cluster_id(&self.cluster_id);
         w.u64(self.height.0);
         w.u64(self.timestamp.0);
         w.u32(self.leaf_count);
@@ -56,17 +54,8 @@ impl BlockHeader {
     pub fn from_canonical_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
         r.tag(HEADER_TAG)?;
-        let len = usize::from(r.u8()?);
-        let id = r.take(len)?;
-        let cluster_id = std::str::from_utf8(id)
-            .ok()
-            .and_then(|s| ClusterId::new(s).ok())
-            .ok_or_else(|| DecodeError::Invalid {
-                field: "cluster_id",
-                reason: "not a cluster id".into(),
-            })?;
         let header = Self {
-            cluster_id,
+            cluster_id: r.cluster_id()?,
             height: Height(r.u64()?),
             timestamp: Timestamp(r.u64()?),
             leaf_count: r.u32()?,

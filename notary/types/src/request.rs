@@ -160,9 +160,7 @@ impl RequestFields {
 
     fn write_canonical(&self, w: &mut Writer) {
         w.tag(REQUEST_TAG);
-        let id = self.cluster_id.as_str().as_bytes();
-        w.u8(u8::try_from(id.len()).expect("a ClusterId has at most 64 bytes"));
-        w.fixed(id);
+        w.cluster_id(&self.cluster_id);
         w.fixed(&self.tx_id.0);
         for list in [&self.inputs, &self.references] {
             w.u32(u32::try_from(list.len()).expect("state ref lists are far below 4 billion"));
@@ -187,15 +185,7 @@ impl RequestFields {
 
     fn read_canonical(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         r.tag(REQUEST_TAG)?;
-        let id_len = r.u8()?;
-        let id_bytes = r.take(usize::from(id_len))?;
-        let cluster_id = std::str::from_utf8(id_bytes)
-            .ok()
-            .and_then(|s| ClusterId::new(s).ok())
-            .ok_or_else(|| DecodeError::Invalid {
-                field: "cluster_id",
-                reason: "not 1 to 64 characters of [a-z0-9-]".into(),
-            })?;
+        let cluster_id = r.cluster_id()?;
         let tx_id = TxId(r.array()?);
         let inputs = read_state_refs(r, "inputs", STATE_REFS_COUNT_MAX)?;
         let references = read_state_refs(r, "references", STATE_REFS_COUNT_MAX - inputs.len())?;

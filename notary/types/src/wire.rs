@@ -3,6 +3,8 @@
 
 use thiserror::Error;
 
+use crate::ids::ClusterId;
+
 /// Why a byte string did not decode. Each variant carries the offset or the numbers involved.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum DecodeError {
@@ -82,6 +84,12 @@ impl Writer {
     /// Raw bytes of a fixed, known width (no length prefix).
     pub fn fixed(&mut self, v: &[u8]) {
         self.bytes.extend_from_slice(v);
+    }
+    /// A cluster id: its length as a `u8`, then its bytes (at most 64, by `ClusterId`).
+    pub fn cluster_id(&mut self, id: &ClusterId) {
+        let bytes = id.as_str().as_bytes();
+        self.u8(u8::try_from(bytes.len()).expect("a ClusterId has at most 64 bytes"));
+        self.fixed(bytes);
     }
     /// A `u32` big-endian length prefix, then the bytes.
     pub fn var_bytes(&mut self, v: &[u8]) {
@@ -174,6 +182,18 @@ impl<'a> Reader<'a> {
             });
         }
         self.take(len)
+    }
+    /// A cluster id written by [`Writer::cluster_id`], refusing bytes that are not one.
+    pub fn cluster_id(&mut self) -> Result<ClusterId, DecodeError> {
+        let len = usize::from(self.u8()?);
+        let bytes = self.take(len)?;
+        std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|s| ClusterId::new(s).ok())
+            .ok_or_else(|| DecodeError::Invalid {
+                field: "cluster_id",
+                reason: "not 1 to 64 characters of [a-z0-9-]".into(),
+            })
     }
     /// A `u32` count, refusing counts above `max`.
     pub fn count(&mut self, field: &'static str, max: usize) -> Result<usize, DecodeError> {
