@@ -154,8 +154,9 @@ pub struct BatchSection {
     /// the fastest answers take longer than this, fewer requests are admitted.
     #[serde(with = "duration_str")]
     pub max_queue_delay: Duration,
-    /// As leader, propose only while fewer committed blocks than this wait for their
-    /// certificate (`mempool.rs`, pacing); 0 turns pacing off.
+    /// As leader, propose only while fewer committed blocks than this wait to be applied
+    /// and fewer certificates than this are forming (`mempool.rs`, pacing); 0 turns pacing
+    /// off.
     pub pipeline_blocks: u64,
     /// Replicas sign the first block of each window of this much block time, and a
     /// certificate covers the blocks below it through the header chain (`executor.rs`); a

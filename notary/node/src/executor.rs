@@ -22,8 +22,8 @@
 //!   every block itself.
 //!
 //! The blocks after the first of a window are covered by the next window's first block. When
-//! no block comes (a quiet cluster, or a leader that holds its proposal until the blocks it
-//! committed are certified), a replica that has applied nothing for `batch.sign_interval`,
+//! no block comes (a quiet cluster, or a leader that holds its proposal while its executor
+//! catches up), a replica that has applied nothing for `batch.sign_interval`,
 //! and has no certificate forming, signs its newest block: the replicas that have applied the
 //! same blocks pick the same one.
 //!
@@ -115,6 +115,9 @@ pub struct ExecView {
     /// Highest height up to which every applied height is covered by a certificate (and its
     /// waiting clients answered).
     pub certified: u64,
+    /// Certificates this replica has signed a share for and is still collecting: the BLS work
+    /// in flight, which pacing bounds (`mempool.rs`).
+    pub forming: u64,
 }
 
 /// The executor's state.
@@ -225,6 +228,7 @@ impl<T: Transport> Executor<T> {
             self.view.send_replace(ExecView {
                 applied: st.applied,
                 certified: st.certified(),
+                forming: st.signing.len() as u64,
             });
             // Wait for an input, at most until this replica should sign its newest block or a
             // share is due to be sent again.

@@ -11,13 +11,18 @@
 //! * A batch leaves only when a block carrying it commits ([`Mempool::take_committed`]); a
 //!   batch in an abandoned fork stays and is proposed again.
 //! * **Pacing**: as leader, this replica proposes only while fewer than
-//!   `batch.pipeline_blocks` (default 3) committed blocks wait for their certificate
-//!   (`ready_to_propose`). Certifying costs milliseconds of BLS work per block, whatever its
-//!   size, while a consensus round on a LAN takes about one; without pacing, a loaded cluster
-//!   commits many small blocks that queue behind the executor. With it, requests gather in
-//!   the mempool while the pipeline is full, so blocks grow with the load and each
-//!   certificate covers more requests. A replica far behind (catching up after a restart) is
-//!   not paced: holding its proposals would only cost the cluster round timeouts.
+//!   `batch.pipeline_blocks` (default 3) committed blocks wait to be applied and fewer than
+//!   that many certificates it signed are still forming (`ready_to_propose`). Applying a
+//!   block costs a synced write and a certificate milliseconds of BLS work, while a consensus
+//!   round on a LAN takes about one; without pacing, a loaded cluster commits blocks faster
+//!   than the executor writes and certifies them. With it, requests gather in the mempool
+//!   while the pipeline is full, so blocks grow with the load. Blocks that wait only for the
+//!   next signed height to cover them (`executor.rs`) cost no BLS work and do not hold a
+//!   proposal: counting them made a leader wait for the quiet rule (a `batch.sign_interval`
+//!   with no block) whenever a window's first block was the one it had just committed, since
+//!   the others commit that block only when they see its next proposal. A replica far behind
+//!   (catching up after a restart) is not paced: holding its proposals would only cost the
+//!   cluster round timeouts.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -33,8 +38,8 @@ use crate::wire::{
     decode_payload, encode_payload, Batch, BatchDigest, Payload, PAYLOAD_BATCHES_MAX,
 };
 
-/// Beyond this many committed blocks waiting for certificates, the replica is catching up,
-/// not pacing: it proposes anyway.
+/// Beyond this many committed blocks waiting to be applied, the replica is catching up, not
+/// pacing: it proposes anyway.
 pub const CATCH_UP_BLOCKS: u64 = 64;
 
 /// The most batches the mempool holds; beyond it, peers' batches are refused (own batches are
@@ -134,7 +139,7 @@ pub struct MempoolStats {
     pub refused_full: u64,
     /// Batches checked on the consensus thread (not seen before the block).
     pub late_checks: u64,
-    /// Times a proposal was held because the certificate pipeline was full.
+    /// Times a proposal was held because the executor's pipeline was full.
     pub proposals_held: u64,
 }
 
@@ -150,7 +155,7 @@ pub struct Mempool {
     by_block: HashMap<BlockId, (Height, Vec<BatchDigest>)>,
     next_seq: u64,
     /// Pacing: the executor's progress, if proposals are paced by it, and how many
-    /// committed blocks may wait for certificates.
+    /// committed blocks may wait to be applied (and certificates be forming).
     exec: Option<(watch::Receiver<ExecView>, u64)>,
     /// Height of the last block handed over by `take_committed`.
     committed_height: u64,
@@ -176,9 +181,9 @@ impl Mempool {
         }
     }
 
-    /// Paces proposals by the executor's progress (module doc): at most `pipeline_blocks`
-    /// (0: no pacing) committed blocks waiting for certificates; `committed_height` is the
-    /// height of the last committed block at start.
+    /// Paces proposals by the executor's progress (module doc): fewer than `pipeline_blocks`
+    /// (0: no pacing) committed blocks waiting to be applied and certificates forming;
+    /// `committed_height` is the height of the last committed block at start.
     pub fn paced_by(
         mut self,
         exec: watch::Receiver<ExecView>,
@@ -356,9 +361,10 @@ impl Application for Mempool {
         let Some((exec, pipeline_blocks)) = &self.exec else {
             return true;
         };
-        let certified = exec.borrow().certified;
-        let waiting = self.committed_height.saturating_sub(certified);
-        let ready = waiting < *pipeline_blocks || waiting > CATCH_UP_BLOCKS;
+        let view = *exec.borrow();
+        let applying = self.committed_height.saturating_sub(view.applied);
+        let ready = applying > CATCH_UP_BLOCKS
+            || (applying < *pipeline_blocks && view.forming < *pipeline_blocks);
         if !ready {
             self.held = true;
             self.stats.proposals_held += 1;
@@ -372,11 +378,12 @@ mod tests {
     use super::*;
     use notary_types::ClusterId;
 
-    fn mempool(committed: u64, certified: u64) -> (Mempool, watch::Sender<ExecView>) {
+    fn mempool(committed: u64, applied: u64, forming: u64) -> (Mempool, watch::Sender<ExecView>) {
         let policy = ClusterPolicy::new(ClusterId::new("pacing").unwrap(), []).unwrap();
         let (tx, rx) = watch::channel(ExecView {
-            applied: committed,
-            certified,
+            applied,
+            certified: 0,
+            forming,
         });
         (
             Mempool::new(Arc::new(policy)).paced_by(rx, 3, committed),
@@ -385,9 +392,9 @@ mod tests {
     }
 
     #[test]
-    fn a_full_certificate_pipeline_holds_the_proposal_until_it_drains() {
-        let (mut m, exec) = mempool(10, 7);
-        assert!(!m.ready_to_propose(), "three blocks wait for certificates");
+    fn a_full_apply_pipeline_holds_the_proposal_until_it_drains() {
+        let (mut m, exec) = mempool(10, 7, 0);
+        assert!(!m.ready_to_propose(), "three blocks wait to be applied");
         assert!(m.is_holding());
         assert!(
             m.take_held(),
@@ -395,17 +402,33 @@ mod tests {
         );
         assert!(!m.take_held(), "once");
         exec.send_replace(ExecView {
-            applied: 10,
-            certified: 8,
+            applied: 8,
+            certified: 0,
+            forming: 2,
         });
-        assert!(m.ready_to_propose(), "two waiting: room in the pipeline");
+        assert!(m.ready_to_propose(), "two waiting, two forming: room");
         assert!(!m.is_holding());
         assert_eq!(m.stats.proposals_held, 1);
     }
 
     #[test]
+    fn certificates_in_flight_hold_the_proposal_but_uncovered_blocks_do_not() {
+        let (mut m, exec) = mempool(10, 10, 3);
+        assert!(!m.ready_to_propose(), "three certificates forming");
+        exec.send_replace(ExecView {
+            applied: 10,
+            certified: 2,
+            forming: 0,
+        });
+        assert!(
+            m.ready_to_propose(),
+            "eight applied blocks wait for a signed height to cover them: no BLS work pending"
+        );
+    }
+
+    #[test]
     fn a_replica_catching_up_and_an_unpaced_mempool_always_propose() {
-        let (mut m, _exec) = mempool(1000, 10);
+        let (mut m, _exec) = mempool(1000, 10, 0);
         assert!(m.ready_to_propose(), "far behind: catching up, not pacing");
         let policy = Arc::new(ClusterPolicy::new(ClusterId::new("pacing").unwrap(), []).unwrap());
         assert!(Mempool::new(policy.clone()).ready_to_propose());

@@ -138,7 +138,7 @@ max_delay = "5ms"            # ...or when its oldest request has waited this lon
 max_pending_requests = 50000 # beyond this many in flight, answer 503 overloaded
 max_pending_per_requester = 10000 # the same bound per ledger node (requester key)
 max_queue_delay = "200ms"    # admit fewer when even the fastest answers take longer
-pipeline_blocks = 3          # as leader, wait while this many blocks await certificates (0: off)
+pipeline_blocks = 3          # as leader, wait while this many blocks await their write, or certificates form (0: off)
 sign_interval = "25ms"       # sign the first block of each 25 ms of block time (same on every replica)
 "#
     )
