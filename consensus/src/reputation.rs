@@ -216,8 +216,9 @@ pub struct LeaderChoice {
 /// all certain replicas compute the same leader. A replica that is behind (it has not committed
 /// up to the anchor, or restarted and lacks older blocks) is not certain: it then proposes on
 /// its best guess, accepts a proposal from any member for that round (its first one still gets
-/// its only vote: the safety rules make that safe), and broadcasts its vote instead of sending
-/// it to one leader. Once it commits past the anchor, it agrees again. In the fault-free
+/// its only vote: the safety rules make that safe); every replica broadcasts its vote, so
+/// whoever the certain replicas follow can form the QC. Once it commits past the anchor, it
+/// agrees again. In the fault-free
 /// pipeline every replica has committed past the anchor, so the schedule is the same
 /// everywhere and no round times out.
 ///

@@ -690,20 +690,17 @@ impl Replica {
     fn release(&mut self, h: Held, app: &mut dyn Application) {
         match h {
             Held::Vote(v) => {
+                // Every replica gets the vote, not only the next leader: each forms the QC
+                // itself, so it enters the next round and commits the certified block's parent
+                // as soon as the leader does, rather than one hop later when the next proposal comes
+                // (or later still, when that leader holds its proposal for pacing). A replica
+                // unsure who leads next needs this anyway, so that whoever the certain
+                // replicas follow can form the QC.
                 self.stats.votes_sent += 1;
-                let choice = self.leader(v.data.round.next());
-                if !choice.certain {
-                    // Unsure who leads next: every replica gets the vote, so whoever the
-                    // certain replicas follow can form the QC.
-                    self.out.push(Action::Broadcast {
-                        message: Message::Vote(v.clone()),
-                    });
-                    self.on_vote(&v, app);
-                } else if choice.leader == self.cfg.me {
-                    self.on_vote(&v, app);
-                } else {
-                    self.send(choice.leader, Message::Vote(v));
-                }
+                self.out.push(Action::Broadcast {
+                    message: Message::Vote(v.clone()),
+                });
+                self.on_vote(&v, app);
             }
             Held::Timeout(t) => {
                 self.out.push(Action::Broadcast {
