@@ -61,7 +61,7 @@ fn describe(r: &RunReport) -> String {
     let s = &r.stats;
     format!(
         "seed {} n={} byz={:?} twins={:?} real_bls={} sim={}s events={} height={} requests={} \
-         answers={} crashes={} partitions={} pauses={} halts={}/{} dropped={} forks={}/{} \
+         answers={} chained={} crashes={} partitions={} pauses={} halts={}/{} dropped={} forks={}/{} \
          below_lock={} resigned={} live_at={:?} trace={}",
         r.seed,
         r.config.n,
@@ -73,6 +73,7 @@ fn describe(r: &RunReport) -> String {
         s.height,
         s.requests,
         s.answers,
+        s.chained_answers,
         s.crashes,
         s.partitions,
         s.pauses,

@@ -10,6 +10,13 @@
 //! applies in one write (`apply_committed_block`), signs its share, collects `f + 1`, stores the
 //! certificate and answers the clients waiting on that replica.
 //!
+//! The executor signs what `notaryd`'s does (`notary/node/src/executor.rs`): the heights
+//! [`SignSchedule`] picks (the first block of each [`SIGN_INTERVAL_MS`] of block time, every
+//! 64th height), any applied, uncovered height a peer signed, and its newest block once it has
+//! applied nothing for an interval and has no certificate forming. A certificate covers the
+//! uncovered blocks up to 64 below it (their answers carry the header chain); a share still
+//! collecting after [`SHARE_RESEND_MS`] is sent again (checked on the sync-probe tick).
+//!
 //! Events at one instant run in insertion order (the queue key is (time, sequence number)), and
 //! every random choice comes from one ChaCha stream of the seed: a run is a pure function of
 //! its seed.
@@ -23,8 +30,8 @@ use notary_consensus::{
     Recovery, Replica, ReplicaId, Round, SafetyData, SyncRequest, SyncResponse, TimeMs,
 };
 use notary_core::{
-    answer_for_request, apply_committed_block, tx_status, uncertified, ClusterPolicy, MemStore,
-    Store, TxStatus, VerifiedRequest,
+    answer_for_request, apply_committed_block, tx_status, uncovered, ClusterPolicy, MemStore,
+    SignSchedule, Store, TxStatus, VerifiedRequest,
 };
 use notary_types::{
     ClusterId, ClusterSignature, Height, NotarisationAnswer, NotarisationRequest, RequestDigest,
@@ -50,6 +57,12 @@ pub const EPOCH_MS: u64 = 1_700_000_000_000;
 const SYNC_PROBE_MS: Ms = 2_000;
 /// How long a replica's batcher waits before sending a batch.
 const BATCH_DELAY_MS: Ms = 5;
+/// `batch.sign_interval`, as `notaryd`'s default.
+const SIGN_INTERVAL_MS: Ms = 25;
+/// A certificate still forming this long after its share left sends the share again.
+const SHARE_RESEND_MS: Ms = 1_000;
+/// At most this many heights have their share sent again per pass (as `notaryd`).
+const SHARE_RESEND_HEIGHTS_MAX: usize = 64;
 /// Heights past the applied one for which early shares are kept.
 const SHARE_HEIGHTS_AHEAD_MAX: u64 = 1024;
 /// Old messages kept for replay.
@@ -113,6 +126,11 @@ enum Ev {
         node: usize,
         gen: u64,
     },
+    /// Whether the replica should sign its newest block (nothing applied for an interval).
+    Quiet {
+        node: usize,
+        gen: u64,
+    },
     ClientSend {
         req: usize,
         node: usize,
@@ -164,15 +182,18 @@ impl Ev {
             Ev::LivenessCheck => 17,
             Ev::DiskFull => 18,
             Ev::DiskFree { .. } => 19,
+            Ev::Quiet { .. } => 20,
         }
     }
 }
 
+/// A height this replica signed, collecting shares.
 struct Pending {
     collector: Collector,
-    header: notary_types::BlockHeader,
-    received: Option<ClusterSignature>,
-    requests: Vec<(TxId, RequestDigest)>,
+    /// Our share, to send again while the certificate forms.
+    share: Vec<u8>,
+    /// When it was last sent.
+    sent_at: Ms,
 }
 
 struct Node {
@@ -193,8 +214,16 @@ struct Node {
     durable_lock: Round,
     apply_at: Ms,
     applied: u64,
+    /// Applied heights not covered by a certificate yet, with their requests.
+    uncovered: BTreeMap<u64, Vec<(TxId, RequestDigest)>>,
+    /// Which heights it signs of its own accord.
+    schedule: SignSchedule,
+    /// When it last applied a block (`None` since its start).
+    last_applied_at: Option<Ms>,
     pending: BTreeMap<u64, Pending>,
     early: BTreeMap<u64, BTreeMap<u16, Vec<u8>>>,
+    /// Peers' certificates for heights not applied yet.
+    early_certificates: BTreeMap<u64, ClusterSignature>,
     batcher: Vec<Vec<u8>>,
     flush_scheduled: bool,
     waiters: BTreeMap<(TxId, RequestDigest), BTreeSet<usize>>,
@@ -253,13 +282,15 @@ pub struct Stats {
     /// Proposals delivered to an honest replica that only vote rule 2 (the lock) could refuse:
     /// well-formed, for a round it has not voted in, on a QC below its locked round.
     pub below_lock: u64,
-    /// Heights a restarted replica signed again because their certificate was missing
-    /// (never formed before the crash, or stored unsynced and lost with it).
+    /// Heights a restarted replica covered again: applied above its last stored certificate
+    /// (none formed before the crash, or the one that did was stored unsynced and lost).
     pub resigned: u64,
     /// Highest committed height.
     pub height: u64,
     /// Certified answers received by clients.
     pub answers: u64,
+    /// Of those, answers whose block was covered by a certificate above it (a header chain).
+    pub chained_answers: u64,
     /// When the liveness condition held (simulated ms), if it did.
     pub live_at_ms: Option<Ms>,
 }
@@ -362,8 +393,12 @@ impl Sim {
                     durable_lock: Round(0),
                     apply_at: 0,
                     applied: 0,
+                    uncovered: BTreeMap::new(),
+                    schedule: SignSchedule::new(SIGN_INTERVAL_MS, None),
+                    last_applied_at: None,
                     pending: BTreeMap::new(),
                     early: BTreeMap::new(),
+                    early_certificates: BTreeMap::new(),
                     batcher: Vec::new(),
                     flush_scheduled: false,
                     waiters: BTreeMap::new(),
@@ -506,18 +541,41 @@ impl Sim {
         node.app = SimApp::new(self.policy.clone());
         node.pending.clear();
         node.early.clear();
+        node.early_certificates.clear();
+        node.uncovered.clear();
+        node.last_applied_at = None;
+        let below = node
+            .store
+            .header(Height(applied))
+            .ok()
+            .flatten()
+            .map(|h| h.timestamp.0);
+        node.schedule = SignSchedule::new(SIGN_INTERVAL_MS, below);
         node.batcher.clear();
         node.flush_scheduled = false;
         node.waiters.clear();
         node.apply_at = self.now;
         let gen = node.gen;
-        // Heights applied before the crash whose certificate never formed or was lost (it is
-        // stored unsynced): sign them again, as notaryd's executor does.
-        let missing = uncertified(&self.nodes[i].store, Height(applied)).unwrap_or_default();
+        // Heights applied above the last stored certificate (one lost in the crash is stored
+        // unsynced, or never formed): covered again, as notaryd's executor does. The multiples
+        // of 64 are signed now, the newest by the quiet rule at once.
+        let missing = uncovered(&self.nodes[i].store, Height(applied)).unwrap_or_default();
         self.stats.resigned += missing.len() as u64;
         for height in missing {
-            self.start_certifying(i, height);
+            let Ok(Some(record)) = self.nodes[i].store.block(Height(height)) else {
+                continue;
+            };
+            let requests = record
+                .requests
+                .iter()
+                .map(|r| (r.fields.tx_id, r.fields.digest()))
+                .collect();
+            self.nodes[i].uncovered.insert(height, requests);
+            if height % notary_types::limits::CHAIN_HEADERS_MAX as u64 == 0 {
+                self.start_certifying(i, height);
+            }
         }
+        self.push(self.now, Ev::Quiet { node: i, gen });
         self.handle(i, Event::Tick);
         for peer in 0..self.cfg.n as u16 {
             if peer != self.nodes[i].id {
@@ -814,12 +872,14 @@ impl Sim {
             }
             Packet::Share { height, share } => self.on_share(to, from_id.0, height, share),
             Packet::Certificate { height, signature } => {
-                if let Some(p) = self.nodes[to].pending.get_mut(&height) {
-                    if self.keys.verify_header(&p.header, &signature).is_ok() {
-                        p.received = Some(signature);
+                let node = &mut self.nodes[to];
+                if height > node.applied {
+                    if height <= node.applied + SHARE_HEIGHTS_AHEAD_MAX {
+                        node.early_certificates.entry(height).or_insert(signature);
                     }
+                } else {
+                    self.accept_certificate(to, height, signature);
                 }
-                self.finish_certified(to);
             }
         }
     }
@@ -852,15 +912,43 @@ impl Sim {
             let id = node.id;
             self.checker.on_apply(id, &record);
         }
-        self.nodes[i].applied = h;
-        self.start_certifying(i, h);
+        let now = self.now;
+        let node = &mut self.nodes[i];
+        node.applied = h;
+        let digests = requests
+            .iter()
+            .map(|r| (r.request().fields.tx_id, r.digest()))
+            .collect();
+        node.uncovered.insert(h, digests);
+        node.last_applied_at = Some(now);
+        let scheduled = node.schedule.on_apply(h, ts.0);
+        let followed = node.early.contains_key(&h);
+        let gen = node.gen;
+        if scheduled || followed {
+            self.start_certifying(i, h);
+        }
+        if let Some(sig) = self.nodes[i].early_certificates.remove(&h) {
+            self.accept_certificate(i, h, sig);
+        }
+        let applied = self.nodes[i].applied;
+        self.nodes[i].early_certificates.retain(|k, _| *k > applied);
+        self.push(now + SIGN_INTERVAL_MS, Ev::Quiet { node: i, gen });
     }
 
+    /// Every applied height up to this one is covered.
+    fn certified(&self, i: usize) -> u64 {
+        let node = &self.nodes[i];
+        node.uncovered.keys().next().map_or(node.applied, |h| h - 1)
+    }
+
+    /// Signs the header at `h` (applied, uncovered), sends the share, starts collecting.
     fn start_certifying(&mut self, i: usize, h: u64) {
-        let Ok(Some(record)) = self.nodes[i].store.block(Height(h)) else {
+        if self.nodes[i].pending.contains_key(&h) {
+            return;
+        }
+        let Ok(Some(header)) = self.nodes[i].store.header(Height(h)) else {
             return;
         };
-        let header = record.header();
         let share = self.nodes[i].share.sign(&header);
         let id = self.nodes[i].id;
         for to in 0..self.cfg.n as u16 {
@@ -876,13 +964,8 @@ impl Sim {
         collector.add(id, &share);
         let p = Pending {
             collector,
-            header,
-            received: None,
-            requests: record
-                .requests
-                .iter()
-                .map(|r| (r.fields.tx_id, r.fields.digest()))
-                .collect(),
+            share,
+            sent_at: self.now,
         };
         self.nodes[i].pending.insert(h, p);
         for (from, share) in self.nodes[i].early.remove(&h).unwrap_or_default() {
@@ -892,21 +975,27 @@ impl Sim {
     }
 
     fn on_share(&mut self, i: usize, from: u16, h: u64, share: Vec<u8>) {
+        let certified = self.certified(i);
         let node = &mut self.nodes[i];
         if let Some(p) = node.pending.get_mut(&h) {
             if let Offer::Invalid(bad) = p.collector.add(from, &share) {
                 self.stats.invalid_shares += bad.len() as u64;
             }
             self.finish_certified(i);
+        } else if h > certified && h <= node.applied {
+            // A peer signed an applied height not covered here: follow it.
+            node.early.entry(h).or_default().insert(from, share);
+            self.start_certifying(i, h);
         } else if h > node.applied && h <= node.applied + SHARE_HEIGHTS_AHEAD_MAX {
             node.early.entry(h).or_default().insert(from, share);
-        } else if h <= node.applied {
-            if let Ok(Some(signature)) = node.store.certificate(Height(h)) {
+        } else if h <= certified {
+            // Covered here: send the certificate that covers it, to a peer that is behind.
+            if let Ok(Some((signed, signature))) = node.store.certificate_from(Height(h)) {
                 self.transmit(
                     i,
                     from,
                     Packet::Certificate {
-                        height: h,
+                        height: signed.0,
                         signature,
                     },
                 );
@@ -914,29 +1003,55 @@ impl Sim {
         }
     }
 
+    /// A peer's certificate for an applied height: kept if it verifies over our own header.
+    fn accept_certificate(&mut self, i: usize, h: u64, signature: ClusterSignature) {
+        if h <= self.certified(i) || h > self.nodes[i].applied {
+            return;
+        }
+        let Ok(Some(header)) = self.nodes[i].store.header(Height(h)) else {
+            return;
+        };
+        if self.keys.verify_header(&header, &signature).is_ok() {
+            self.cover(i, h, signature);
+        }
+    }
+
+    /// Covers every height whose own certificate formed, lowest first.
     fn finish_certified(&mut self, i: usize) {
-        let done: Vec<u64> = self.nodes[i]
+        let done: Vec<(u64, ClusterSignature)> = self.nodes[i]
             .pending
             .iter()
-            .filter(|(_, p)| p.collector.signature().or(p.received).is_some())
-            .map(|(h, _)| *h)
+            .filter_map(|(h, p)| p.collector.signature().map(|sig| (*h, sig)))
             .collect();
-        for h in done {
-            let p = self.nodes[i].pending.remove(&h).expect("listed above");
-            let sig = p
-                .collector
-                .signature()
-                .or(p.received)
-                .expect("filtered on it");
-            if let Err(e) = self.nodes[i].store.put_certificate(Height(h), &sig) {
-                return self.storage_failed(i, &format!("certificate of height {h}"), e);
+        for (h, sig) in done {
+            if self.nodes[i].pending.remove(&h).is_some() {
+                self.cover(i, h, sig);
             }
-            for (k, key) in p.requests.iter().enumerate() {
+        }
+        let applied = self.nodes[i].applied;
+        self.nodes[i].early.retain(|h, _| *h > applied);
+    }
+
+    /// Stores the certificate of `h` and answers the clients of every uncovered block within
+    /// 64 heights below it.
+    fn cover(&mut self, i: usize, h: u64, sig: ClusterSignature) {
+        if let Err(e) = self.nodes[i].store.put_certificate(Height(h), &sig) {
+            return self.storage_failed(i, &format!("certificate of height {h}"), e);
+        }
+        let reach = h.saturating_sub(notary_types::limits::CHAIN_HEADERS_MAX as u64);
+        let covered: Vec<u64> = self.nodes[i]
+            .uncovered
+            .range(reach..=h)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in covered {
+            let requests = self.nodes[i].uncovered.remove(&k).expect("listed above");
+            for (index, key) in requests.iter().enumerate() {
                 let Some(waiting) = self.nodes[i].waiters.remove(key) else {
                     continue;
                 };
                 if let Ok(TxStatus::Certified(answer)) =
-                    answer_for_request(&self.nodes[i].store, Height(h), k)
+                    answer_for_request(&self.nodes[i].store, Height(k), index)
                 {
                     for req in waiting {
                         self.answer_client(i, req, answer.clone());
@@ -944,8 +1059,63 @@ impl Sim {
                 }
             }
         }
-        let applied = self.nodes[i].applied;
-        self.nodes[i].early.retain(|h, _| *h > applied);
+        // A signing at or below a certificate is moot, unless a block too far below it still
+        // waits for it.
+        let node = &mut self.nodes[i];
+        let lowest = node.uncovered.keys().next().copied();
+        node.pending
+            .retain(|k, _| *k > h || lowest.is_some_and(|l| l <= *k));
+        if node.pending.is_empty() && !node.uncovered.is_empty() {
+            let at = node
+                .last_applied_at
+                .map_or(self.now, |t| t + SIGN_INTERVAL_MS);
+            let gen = node.gen;
+            self.push(at, Ev::Quiet { node: i, gen });
+        }
+    }
+
+    /// The quiet rule: nothing applied for an interval, nothing forming, something uncovered:
+    /// sign the newest block.
+    fn quiet(&mut self, i: usize) {
+        let node = &self.nodes[i];
+        if node.replica.is_none()
+            || node.uncovered.is_empty()
+            || !node.pending.is_empty()
+            || node
+                .last_applied_at
+                .is_some_and(|t| t + SIGN_INTERVAL_MS > self.now)
+        {
+            return;
+        }
+        let top = node.applied;
+        self.start_certifying(i, top);
+    }
+
+    /// Sends again the shares of certificates still forming after [`SHARE_RESEND_MS`].
+    fn resend_stale_shares(&mut self, i: usize) {
+        let now = self.now;
+        let stale: Vec<(u64, Vec<u8>)> = self.nodes[i]
+            .pending
+            .iter_mut()
+            .filter(|(_, p)| p.sent_at + SHARE_RESEND_MS <= now)
+            .take(SHARE_RESEND_HEIGHTS_MAX)
+            .map(|(h, p)| {
+                p.sent_at = now;
+                (*h, p.share.clone())
+            })
+            .collect();
+        let id = self.nodes[i].id;
+        for (height, share) in stale {
+            for to in 0..self.cfg.n as u16 {
+                if to != id {
+                    let p = Packet::Share {
+                        height,
+                        share: share.clone(),
+                    };
+                    self.transmit(i, to, p);
+                }
+            }
+        }
     }
 
     fn answer_client(&mut self, node: usize, req: usize, answer: NotarisationAnswer) {
@@ -1240,6 +1410,7 @@ impl Sim {
             | Ev::Apply { node, .. }
             | Ev::Flush { node, .. }
             | Ev::Probe { node, .. }
+            | Ev::Quiet { node, .. }
             | Ev::ClientSend { node, .. } => Some(*node),
             _ => None,
         };
@@ -1299,7 +1470,13 @@ impl Sim {
                     let n = self.cfg.n as u16;
                     let peer = (self.nodes[node].id + 1 + (turn % (n as usize - 1)) as u16) % n;
                     self.probe(node, peer);
+                    self.resend_stale_shares(node);
                     self.push(at + SYNC_PROBE_MS, Ev::Probe { node, gen });
+                }
+            }
+            Ev::Quiet { node, gen } => {
+                if self.nodes[node].gen == gen {
+                    self.quiet(node);
                 }
             }
             Ev::ClientSend { req, node } => self.client_send(req, node),
@@ -1310,6 +1487,9 @@ impl Sim {
                 if self.keys.verify_answer(&answer, &fields).is_ok() {
                     self.clients[req].answered = true;
                     self.stats.answers += 1;
+                    if !answer.chain.is_empty() {
+                        self.stats.chained_answers += 1;
+                    }
                 }
             }
             Ev::ClientRetry { req } => {

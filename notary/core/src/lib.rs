@@ -32,10 +32,10 @@ pub mod testing;
 pub use committee::{Committee, ReplicaIndex};
 pub use machine::{
     answer_at, answer_for_request, apply_committed_block, block_answers, block_answers_of,
-    covering_certificate, decide_block, tx_status, uncertified, uncovered, TxStatus, CERTIFIED_RUN,
+    covering_certificate, decide_block, tx_status, uncovered, TxStatus,
 };
 pub use mem::MemStore;
-pub use shares::{sign_header, ShareCollector, ShareOutcome};
+pub use shares::{sign_header, ShareCollector, ShareOutcome, SignSchedule};
 pub use stateless::{
     check, check_attested, check_batch, check_unsigned, check_wire, ClusterPolicy, Rejection,
     VerifiedRequest,

@@ -209,32 +209,6 @@ pub fn apply_committed_block<S: Store + ?Sized>(
     Ok(write.record)
 }
 
-/// On a restart, the scan for heights whose certificate was lost ([`uncertified`]) stops after
-/// this many certified heights in a row (a lost certificate sits among the last few applied
-/// heights).
-pub const CERTIFIED_RUN: u64 = 64;
-
-/// The applied heights without a stored certificate, ascending: those a restarted replica
-/// signs again. A certificate is stored unsynced (the [`Store`] contract) and a height may
-/// certify before the one below it, so a crash can lose any of the last few: the scan goes
-/// down from `applied` until [`CERTIFIED_RUN`] heights in a row are certified.
-pub fn uncertified<S: Store + ?Sized>(store: &S, applied: Height) -> Result<Vec<u64>, StoreError> {
-    let mut missing = Vec::new();
-    let mut run = 0;
-    let mut h = applied.0;
-    while h > 0 && run < CERTIFIED_RUN {
-        if store.certificate(Height(h))?.is_some() {
-            run += 1;
-        } else {
-            run = 0;
-            missing.push(h);
-        }
-        h -= 1;
-    }
-    missing.reverse();
-    Ok(missing)
-}
-
 /// Where a transaction stands, as `GET /v1/transactions/{id}` reports it.
 // The certified answer is the common case, and each is moved once to its client: boxing it
 // would add an allocation per answer to save stack space in the rare other variants.
@@ -680,28 +654,22 @@ mod tests {
     }
 
     #[test]
-    fn lost_certificates_are_found_below_the_applied_height_even_out_of_order() {
+    fn the_heights_above_the_highest_certificate_are_uncovered() {
         let store = MemStore::new();
         let sig = ClusterSignature([7; 96]);
-        for h in 1..=200u64 {
-            // 150 and 190 certified before 149 and 189, whose certificates were lost, as were
-            // the last two.
-            if ![149, 189, 199, 200].contains(&h) {
-                store.put_certificate(Height(h), &sig).unwrap();
-            }
+        // 150 signed and stored; 151..=200 were covered by nothing stored (a certificate
+        // above them lost in a crash, or never formed).
+        for h in [64, 128, 150] {
+            store.put_certificate(Height(h), &sig).unwrap();
         }
         assert_eq!(
-            uncertified(&store, Height(200)).unwrap(),
-            vec![149, 189, 199, 200]
+            uncovered(&store, Height(200)).unwrap(),
+            (151..=200).collect::<Vec<_>>()
         );
-        assert_eq!(uncertified(&store, Height(0)).unwrap(), Vec::<u64>::new());
+        assert_eq!(uncovered(&store, Height(150)).unwrap(), Vec::<u64>::new());
+        assert_eq!(uncovered(&store, Height(0)).unwrap(), Vec::<u64>::new());
         let empty = MemStore::new();
-        assert_eq!(uncertified(&empty, Height(3)).unwrap(), vec![1, 2, 3]);
-        // A long uncertified run (a catch-up cut short by a crash) is found whole.
-        assert_eq!(
-            uncertified(&empty, Height(10_000)).unwrap(),
-            (1..=10_000).collect::<Vec<_>>()
-        );
+        assert_eq!(uncovered(&empty, Height(3)).unwrap(), vec![1, 2, 3]);
     }
 
     #[test]
@@ -761,7 +729,7 @@ mod tests {
     }
 
     /// The crash the executor's restart path exists for: certificates stored after the last
-    /// synced write are gone from what a restarted replica reads, and `uncertified` names them.
+    /// synced write are gone from what a restarted replica reads, and `uncovered` names them.
     #[test]
     fn a_crash_loses_only_certificates_stored_since_the_last_synced_write() {
         let (f, s) = (Fixture::new(), MemStore::new());
@@ -776,7 +744,7 @@ mod tests {
         assert_eq!(restarted.certificate(Height(1)).unwrap(), Some(sig));
         assert_eq!(restarted.certificate(Height(2)).unwrap(), None);
         assert_eq!(restarted.applied_height().unwrap(), Height(2));
-        assert_eq!(uncertified(&restarted, Height(2)).unwrap(), vec![2]);
+        assert_eq!(uncovered(&restarted, Height(2)).unwrap(), vec![2]);
         s.save_safety_record(b"vote").unwrap();
         assert_eq!(s.durable_copy().certificate(Height(2)).unwrap(), Some(sig));
     }

@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use blsttc::{PublicKeySet, SecretKeyShare, SignatureShare};
+use notary_types::limits::CHAIN_HEADERS_MAX;
 use notary_types::{verify_bls, BlockHeader, ClusterSignature};
 use thiserror::Error;
 
@@ -19,6 +20,39 @@ use crate::committee::{Committee, ReplicaIndex};
 /// blocks: honest replicas signing nothing else is what makes `f + 1` shares a proof.
 pub fn sign_header(share: &SecretKeyShare, header: &BlockHeader) -> SignatureShare {
     share.sign(header.canonical_bytes())
+}
+
+/// Which applied heights a replica signs of its own accord (`notaryd`'s executor and the
+/// simulator both ask this): the first block of each window of `window_ms` of block time (its
+/// timestamp, agreed in consensus, is in another window than the one below it), and every
+/// multiple of [`CHAIN_HEADERS_MAX`]. Replicas that applied the same blocks pick the same
+/// heights without a message. (A replica also signs any height a peer signed, and its newest
+/// block once none has come for a window: those rules need the replica's clock and inbox, so
+/// they live with its executor.)
+#[derive(Clone, Debug)]
+pub struct SignSchedule {
+    window_ms: u64,
+    below: Option<u64>,
+}
+
+impl SignSchedule {
+    /// A schedule of windows of `window_ms` (at least 1); `below` is the timestamp (ms) of the
+    /// block at the applied height, if any (after a restart, from the store).
+    pub fn new(window_ms: u64, below: Option<u64>) -> SignSchedule {
+        SignSchedule {
+            window_ms: window_ms.max(1),
+            below,
+        }
+    }
+
+    /// Notes the block applied at `height` with timestamp `timestamp_ms`, the next above the
+    /// last one noted; whether to sign it.
+    pub fn on_apply(&mut self, height: u64, timestamp_ms: u64) -> bool {
+        let w = self.window_ms;
+        let first_of_window = self.below.is_none_or(|b| b / w != timestamp_ms / w);
+        self.below = Some(timestamp_ms);
+        first_of_window || height % CHAIN_HEADERS_MAX as u64 == 0
+    }
 }
 
 /// What happened to one offered share.
@@ -264,6 +298,32 @@ mod tests {
         header
             .verify(&sks.public_keys().public_key(), &sig)
             .unwrap();
+    }
+
+    #[test]
+    fn the_schedule_signs_each_window_s_first_block_and_every_64th_height() {
+        let mut s = SignSchedule::new(25, None);
+        assert!(s.on_apply(1, 1_000), "nothing below: first of its window");
+        assert!(!s.on_apply(2, 1_010), "same window [1000, 1025)");
+        assert!(!s.on_apply(3, 1_024));
+        assert!(s.on_apply(4, 1_025), "next window");
+        assert!(
+            s.on_apply(5, 1_100),
+            "a window skipped: still first of its own"
+        );
+        assert!(
+            s.on_apply(64, 1_101),
+            "a multiple of CHAIN_HEADERS_MAX, same window"
+        );
+        let mut restarted = SignSchedule::new(25, Some(1_101));
+        assert!(
+            !restarted.on_apply(65, 1_110),
+            "the stored block below is in the window"
+        );
+        assert!(
+            SignSchedule::new(0, Some(5)).on_apply(7, 6),
+            "a 0 ms window is 1 ms"
+        );
     }
 
     #[test]

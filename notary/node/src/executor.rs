@@ -21,11 +21,13 @@
 //!   peer that signs every height costs this replica one signature per block, as if it signed
 //!   every block itself.
 //!
+//! The first two rules are [`SignSchedule`] (`notary_core`), which the simulator runs too.
+//!
 //! The blocks after the first of a window are covered by the next window's first block. When
 //! no block comes (a quiet cluster, or a leader that holds its proposal while its executor
-//! catches up), a replica that has applied nothing for `batch.sign_interval`,
-//! and has no certificate forming, signs its newest block: the replicas that have applied the
-//! same blocks pick the same one.
+//! catches up), a replica that has applied nothing for `batch.sign_interval`, and has no
+//! certificate forming, signs its newest block: the replicas that have applied the same
+//! blocks pick the same one.
 //!
 //! When a certificate forms for height `k`, it is stored (unsynced) and every applied block up
 //! to `k` within reach of it is answered: its clients get the answer at once. The block's
@@ -54,7 +56,8 @@ use bytes::Bytes;
 use notary_consensus::{CommittedBlock, ReplicaId};
 use notary_core::{
     apply_committed_block, block_answers_of, sign_header, uncovered, BlockRecord, Committee,
-    ReplicaIndex, ShareCollector, ShareOutcome, Store, StoreError, TxStatus, VerifiedRequest,
+    ReplicaIndex, ShareCollector, ShareOutcome, SignSchedule, Store, StoreError, TxStatus,
+    VerifiedRequest,
 };
 use notary_net::Transport;
 use notary_types::limits::CHAIN_HEADERS_MAX;
@@ -169,7 +172,6 @@ struct Signing {
 }
 
 /// Everything the executor thread keeps between inputs.
-#[derive(Default)]
 struct State {
     /// Highest applied height.
     applied: u64,
@@ -186,11 +188,24 @@ struct State {
     early_certificates: BTreeMap<u64, (ReplicaId, Vec<u8>)>,
     /// When this replica last applied a block.
     last_applied_at: Option<Instant>,
-    /// The timestamp (ms) of the block at the applied height.
-    last_timestamp: Option<u64>,
+    /// Which heights it signs of its own accord.
+    schedule: SignSchedule,
 }
 
 impl State {
+    fn new(schedule: SignSchedule) -> State {
+        State {
+            applied: 0,
+            uncovered: BTreeMap::new(),
+            headers: BTreeMap::new(),
+            signing: BTreeMap::new(),
+            early_shares: BTreeMap::new(),
+            early_certificates: BTreeMap::new(),
+            last_applied_at: None,
+            schedule,
+        }
+    }
+
     /// Every applied height up to this one is covered.
     fn certified(&self) -> u64 {
         self.uncovered.keys().next().map_or(self.applied, |h| h - 1)
@@ -220,7 +235,7 @@ impl State {
 impl<T: Transport> Executor<T> {
     /// Runs until `ExecInput::Stop` or a storage failure.
     pub fn run(self) {
-        let mut st = State::default();
+        let mut st = State::new(self.schedule(None));
         if let Err(e) = self.restart(&mut st) {
             return self.halt(e);
         }
@@ -290,14 +305,21 @@ impl<T: Transport> Executor<T> {
         }
     }
 
+    /// The schedule of `batch.sign_interval` windows; `below`: the applied block's timestamp.
+    fn schedule(&self, below: Option<u64>) -> SignSchedule {
+        let window_ms = u64::try_from(self.sign_interval.as_millis()).unwrap_or(u64::MAX);
+        SignSchedule::new(window_ms, below)
+    }
+
     /// After a restart: the applied heights above the last stored certificate are covered
     /// again (a lost certificate is formed again with the same bytes).
     fn restart(&self, st: &mut State) -> Result<(), StoreError> {
         st.applied = self.store.applied_height()?.0;
-        st.last_timestamp = self
+        let below = self
             .store
             .header(Height(st.applied))?
             .map(|h| h.timestamp.0);
+        st.schedule = self.schedule(below);
         let missing = uncovered(&*self.store, Height(st.applied))?;
         if let Some(first) = missing.first() {
             tracing::info!(
@@ -417,18 +439,9 @@ impl<T: Transport> Executor<T> {
         );
         let shares = st.early_shares.remove(&height);
         st.early_shares.retain(|h, _| *h > height);
-        let window = u64::try_from(self.sign_interval.as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1);
-        let first_of_window = st
-            .last_timestamp
-            .is_none_or(|below| below / window != timestamp.0 / window);
-        st.last_timestamp = Some(timestamp.0);
+        let scheduled = st.schedule.on_apply(height, timestamp.0);
         st.last_applied_at = Some(Instant::now());
-        if first_of_window
-            || height % CHAIN_HEADERS_MAX as u64 == 0
-            || shares.is_some() && st.follows(height)
-        {
+        if scheduled || shares.is_some() && st.follows(height) {
             self.sign(st, height);
         }
         if let Some(s) = st.signing.get_mut(&height) {
