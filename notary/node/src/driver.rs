@@ -54,7 +54,7 @@ const SYNC_RESPONSE_BYTES_MAX: usize = 6 << 20;
 /// newer does not answer.
 const SYNC_PROBE_INTERVAL: Duration = Duration::from_secs(2);
 
-/// While a proposal is held for the certificate pipeline, how often it is offered again.
+/// While a proposal is held for the executor's pipeline (pacing), how often it is offered again.
 const PACING_POLL: Duration = Duration::from_millis(2);
 
 /// This replica's wall clock, in ms since the Unix epoch: the only clock consensus sees.
@@ -174,7 +174,7 @@ impl<T: Transport> Driver<T> {
             }
             let mut wait = until_timer.min(until_probe);
             if self.mempool.is_holding() {
-                // A proposal waits for the certificate pipeline (mempool pacing): look again
+                // A proposal waits for the executor's pipeline (mempool pacing): look again
                 // soon, whatever else happens.
                 wait = wait.min(PACING_POLL);
             }
