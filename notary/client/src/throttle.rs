@@ -19,6 +19,18 @@
 //! the client sends about `K ×` what it accepts, so the replica still sees a little more
 //! than it can do (and keeps saying how much that is), and the rest is refused here.
 //!
+//! **Recovery.** With one `K`, a client that sends less than the replica would take (after a
+//! burst of refusals, when the replica's admission limit has just fallen) can only raise what
+//! it sends by `K` per window: 10 % a second at the default. Measured at 1.5× the cluster's
+//! capacity, that made an 11-second sawtooth: a burst of `overloaded`, then seconds of the
+//! client sending half of what the cluster could do (BENCHMARKS.md). So `K` itself adapts to
+//! what the replica says: while it refuses little of what it is sent (under
+//! [`RECOVERY_BELOW`] of the answers in the window), the client may send up to
+//! [`RECOVERY_K`] times what it accepts, falling linearly to `K` as the share refused reaches
+//! that mark. A replica that keeps refusing still gets about `K ×` what it accepts (its
+//! share refused is then `1 − 1/K`, above the mark); one that has stopped refusing is sent
+//! what the clients offer again within about a window.
+//!
 //! Both counts are taken when an outcome is known (a local refusal counts as a request at
 //! once), so that the requests still in flight at the start of a burst do not look like
 //! refusals. The choice is deterministic: each request adds `p` to a debt, and a request is
@@ -36,10 +48,22 @@ const BUCKETS: usize = 10;
 /// The default multiplier `K`: send up to 10 % more than the replica accepts.
 pub const DEFAULT_K: f64 = 1.1;
 
+/// The multiplier while the replica refuses (almost) nothing of what it is sent: how fast a
+/// throttled client sends more again once the replica has room.
+pub const RECOVERY_K: f64 = 2.0;
+
+/// The share of answers refused (`overloaded`) in the window at and above which the
+/// multiplier is `K`; below it, it rises linearly to [`RECOVERY_K`] at none refused.
+pub const RECOVERY_BELOW: f64 = 0.05;
+
 #[derive(Default, Clone, Copy)]
 struct Bucket {
+    /// Requests asked of the replica: sent and answered, or refused here.
     requests: u64,
+    /// Requests the replica accepted (any answer but `overloaded`).
     accepts: u64,
+    /// Requests the replica refused (`overloaded`).
+    refusals: u64,
 }
 
 struct Counts {
@@ -68,10 +92,34 @@ impl Counts {
         }
     }
 
-    fn totals(&self) -> (u64, u64) {
-        self.buckets
-            .iter()
-            .fold((0, 0), |(r, a), b| (r + b.requests, a + b.accepts))
+    fn totals(&self) -> Totals {
+        self.buckets.iter().fold(Totals::default(), |t, b| Totals {
+            requests: t.requests + b.requests,
+            accepts: t.accepts + b.accepts,
+            refusals: t.refusals + b.refusals,
+        })
+    }
+}
+
+#[derive(Default)]
+struct Totals {
+    requests: u64,
+    accepts: u64,
+    refusals: u64,
+}
+
+impl Totals {
+    /// The share of new requests to refuse locally, with multiplier `k` (see the module doc).
+    fn refuse_share(&self, k: f64) -> f64 {
+        let answered = self.accepts + self.refusals;
+        let refused = if answered == 0 {
+            0.0
+        } else {
+            self.refusals as f64 / answered as f64
+        };
+        let up = RECOVERY_K.max(k);
+        let k = k + (up - k) * (1.0 - refused / RECOVERY_BELOW).max(0.0);
+        ((self.requests as f64 - k * self.accepts as f64) / (self.requests as f64 + 1.0)).max(0.0)
     }
 }
 
@@ -124,8 +172,7 @@ impl Throttle {
             return true;
         };
         c.advance(now);
-        let (requests, accepts) = c.totals();
-        let p = refuse_share(requests, accepts, self.k);
+        let p = c.totals().refuse_share(self.k);
         if p <= 0.0 {
             c.debt = 0.0;
             return true;
@@ -149,6 +196,8 @@ impl Throttle {
             c.buckets[cur].requests += 1;
             if accepted {
                 c.buckets[cur].accepts += 1;
+            } else {
+                c.buckets[cur].refusals += 1;
             }
         }
     }
@@ -157,17 +206,13 @@ impl Throttle {
     pub fn window(&self, replica: usize, now: Instant) -> Option<Window> {
         let mut c = self.lock(replica)?;
         c.advance(now);
-        let (requests, accepts) = c.totals();
+        let t = c.totals();
         Some(Window {
-            requests,
-            accepts,
-            refuse_share: refuse_share(requests, accepts, self.k),
+            requests: t.requests,
+            accepts: t.accepts,
+            refuse_share: t.refuse_share(self.k),
         })
     }
-}
-
-fn refuse_share(requests: u64, accepts: u64, k: f64) -> f64 {
-    ((requests as f64 - k * accepts as f64) / (requests as f64 + 1.0)).max(0.0)
 }
 
 #[cfg(test)]
@@ -238,6 +283,67 @@ mod tests {
         assert!(t.allow(0, later));
         t.record(0, true, later);
         assert_eq!(t.window(0, later).unwrap().refuse_share, 0.0);
+    }
+
+    /// The sawtooth this rule replaced: after a burst of refusals, a replica that takes
+    /// everything again is sent the whole offered load within about a window, not at 10 %
+    /// more a second.
+    #[test]
+    fn a_replica_that_stops_refusing_gets_the_whole_load_back_within_a_window() {
+        let t0 = Instant::now();
+        let t = Throttle::new(1, DEFAULT_K, t0);
+        let mut taken_this_ms = (u32::MAX, 0u32);
+        let (mut offered, mut sent) = (0u64, 0u64);
+        // 2 requests a millisecond for 4 s. For 2 s the replica takes one a millisecond
+        // (the client settles on about 1.1 a millisecond), then it takes everything.
+        for i in 0..16_000u32 {
+            let ms = i / 2;
+            let now = t0 + ms * MS;
+            let counted = (3_000..3_500).contains(&ms);
+            offered += u64::from(counted);
+            if !t.allow(0, now) {
+                continue;
+            }
+            sent += u64::from(counted);
+            if taken_this_ms.0 != ms {
+                taken_this_ms = (ms, 0);
+            }
+            let accepted = ms >= 2_000 || taken_this_ms.1 == 0;
+            taken_this_ms.1 += 1;
+            t.record(0, accepted, now);
+        }
+        // Half a second, a window after the replica recovered: (almost) all of it is sent.
+        assert_eq!(offered, 1_000);
+        assert!(sent >= 950, "sent {sent} of {offered}");
+    }
+
+    /// Offered twice what the replica takes, for longer, the client still sends it about
+    /// `K ×` that (not `RECOVERY_K ×`): the replica keeps refusing more than the mark.
+    #[test]
+    fn steady_overload_is_throttled_with_k_not_the_recovery_multiplier() {
+        let t0 = Instant::now();
+        let t = Throttle::new(1, DEFAULT_K, t0);
+        let (mut sent, mut taken) = (0u64, 0u64);
+        let mut taken_this_ms = (u32::MAX, 0u32);
+        for i in 0..20_000u32 {
+            let ms = i / 2;
+            let now = t0 + ms * MS;
+            if !t.allow(0, now) {
+                continue;
+            }
+            let counted = ms >= 5_000;
+            sent += u64::from(counted);
+            if taken_this_ms.0 != ms {
+                taken_this_ms = (ms, 0);
+            }
+            let accepted = taken_this_ms.1 == 0;
+            taken_this_ms.1 += 1;
+            taken += u64::from(counted && accepted);
+            t.record(0, accepted, now);
+        }
+        // Over the last 5 s: 10,000 offered, 5,000 takeable.
+        let ratio = sent as f64 / taken as f64;
+        assert!((1.0..1.3).contains(&ratio), "sent {sent}, taken {taken}");
     }
 
     #[test]
