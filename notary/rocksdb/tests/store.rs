@@ -53,6 +53,40 @@ fn everything_survives_a_reopen() {
     assert!(matches!(again[0], Outcome::InputsConsumed { .. }));
 }
 
+/// A large block record is stored in a blob file (key-value separation) and reads back whole
+/// after the database reopens from its files, not its write-ahead log.
+#[test]
+fn a_large_block_record_goes_to_a_blob_file_and_survives_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = Fixture::new();
+    let requests: Vec<_> = (0..40u8)
+        .map(|i| f.request(tx(i), &[state(i)], &[], None))
+        .collect();
+    {
+        let store = RocksStore::open(dir.path()).unwrap();
+        let record = store.block(Height(1)).unwrap();
+        assert!(record.is_none());
+        f.apply(&store, 1, 10, &requests).unwrap();
+        let bytes = store.block(Height(1)).unwrap().unwrap().to_bytes().len();
+        assert!(
+            bytes as u64 >= notary_rocksdb::BLOB_MIN_BYTES,
+            "{bytes} bytes"
+        );
+    }
+    // The first reopen replays the log and flushes it to tables and blob files.
+    drop(RocksStore::open(dir.path()).unwrap());
+    let blobs = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension() == Some("blob".as_ref()))
+        .count();
+    assert!(blobs >= 1, "no blob file in {:?}", dir.path());
+    let store = RocksStore::open(dir.path()).unwrap();
+    let record = store.block(Height(1)).unwrap().unwrap();
+    assert_eq!(record.requests.len(), 40);
+    assert_eq!(record.leaves.len(), 40);
+    assert_eq!(store.consumed_by(&state(39)).unwrap(), Some(tx(39)));
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
     #[test]
