@@ -17,11 +17,18 @@
 //!    async worker count as queued) is compared
 //!    with the fastest of the last [`BASE_WINDOWS`] windows (the cluster's own latency without
 //!    a queue, whatever the machine). If even the fastest answer waited `max_queue_delay`
-//!    longer than that (a standing queue, not a burst), the limit falls to 70 % of the
-//!    requests in flight; if the limit was reached while answers stayed fast, it rises by a
+//!    longer than that (a standing queue, not a burst), the limit falls to 70 % of the most
+//!    requests in flight at once in the window; if the limit was reached while answers stayed fast, it rises by a
 //!    tenth. So under overload the replica keeps about `throughput × max_queue_delay` requests
 //!    queued: enough to keep every block full, few enough that an admitted request is
 //!    answered well within the client's timeout.
+//!
+//!    The limit falls at most **once per round trip**, as TCP's window does: after a cut,
+//!    only answers to requests that arrived after it can cut again. Answers to requests
+//!    queued before the cut are slow whatever the new limit, for as long as that queue takes
+//!    to drain (a second and more past saturation); counting them cut the limit by 0.7 every
+//!    window, to a fraction of what the replica can do, and the `+10 %` steps then took
+//!    seconds to climb back: a sawtooth measured at 2x overload (BENCHMARKS.md).
 //!
 //! A [`Ticket`] is held for as long as the request is in flight and releases its place when
 //! dropped, however the call ends.
@@ -83,8 +90,14 @@ struct Inner {
     by_requester: HashMap<RequesterKey, usize>,
     limit: usize,
     limit_reached: bool,
+    /// The most requests in flight at once in this window.
+    window_peak: usize,
     window_start: Instant,
     window_min: Option<Duration>,
+    /// The fastest answer in this window to a request that arrived after the last cut.
+    window_fresh_min: Option<Duration>,
+    /// When the limit last fell.
+    last_cut: Option<Instant>,
     /// The fastest answer of each of the last windows that had answers.
     recent_mins: VecDeque<Duration>,
 }
@@ -124,8 +137,11 @@ impl Admission {
                 by_requester: HashMap::new(),
                 limit: bounds.max_total,
                 limit_reached: false,
+                window_peak: 0,
                 window_start: now,
                 window_min: None,
+                window_fresh_min: None,
+                last_cut: None,
                 recent_mins: VecDeque::with_capacity(BASE_WINDOWS),
             }),
         }
@@ -168,6 +184,7 @@ impl Admission {
         }
         self.check_global(&mut s)?;
         s.total += 1;
+        s.window_peak = s.window_peak.max(s.total);
         *s.by_requester.entry(requester).or_insert(0) += 1;
         Ok(Ticket {
             admission: self,
@@ -180,6 +197,14 @@ impl Admission {
         let mut s = self.inner.lock();
         self.roll_window(&mut s, now);
         s.window_min = Some(s.window_min.map_or(waited, |m| m.min(waited)));
+        let arrived = now.checked_sub(waited);
+        let fresh = match (s.last_cut, arrived) {
+            (Some(cut), Some(arrived)) => arrived >= cut,
+            _ => true,
+        };
+        if fresh {
+            s.window_fresh_min = Some(s.window_fresh_min.map_or(waited, |m| m.min(waited)));
+        }
     }
 
     /// The adaptive limit now.
@@ -206,22 +231,31 @@ impl Admission {
         }
         // Without a base yet (the first window of answers) nothing counts as queued.
         let queued = |min: Duration| base.map_or(Duration::ZERO, |b| min.saturating_sub(b));
-        match s.window_min {
-            // A standing queue: even the fastest answer waited too long beyond the base.
-            Some(min) if queued(min) > self.bounds.target => {
-                s.limit = (s.total * 7 / 10).clamp(LIMIT_FLOOR.min(max), max);
+        match (s.window_min, s.window_fresh_min) {
+            // A standing queue: even the fastest answer to a request admitted since the last
+            // cut waited too long beyond the base.
+            // The cut is from the window's peak, not from the requests in flight at this
+            // instant: answers leave a block at a time, so that count swings from the whole
+            // queue to a handful between two blocks.
+            (_, Some(fresh)) if queued(fresh) > self.bounds.target => {
+                let peak = s.window_peak.max(s.total).min(s.limit);
+                s.limit = (peak * 7 / 10).clamp(LIMIT_FLOOR.min(max), max);
+                s.last_cut = Some(now);
             }
             // Fast answers while the limit was binding: allow a little more.
-            Some(_) if s.limit_reached => {
+            (Some(min), _) if s.limit_reached && queued(min) <= self.bounds.target => {
                 s.limit = (s.limit + (s.limit / 10).max(LIMIT_FLOOR)).min(max);
             }
             // Nothing answered and nothing in flight: idle, start again from the cap.
-            None if s.total == 0 => s.limit = max,
+            (None, _) if s.total == 0 => s.limit = max,
+            // Only answers queued before the last cut, or slow ones: wait and see.
             _ => {}
         }
         s.limit_reached = false;
+        s.window_peak = s.total;
         s.window_start = now;
         s.window_min = None;
+        s.window_fresh_min = None;
     }
 }
 
@@ -327,6 +361,53 @@ mod tests {
         let more = a.admit(key(5), t0 + 230 * MS);
         assert_eq!(a.limit(), 350 + 64);
         assert!(more.is_ok(), "room again");
+        drop(held);
+    }
+
+    /// After a cut, answers to requests that were already queued do not cut again: the
+    /// limit falls once per round trip, not once per window.
+    #[test]
+    fn the_limit_falls_once_per_round_trip() {
+        let start = Instant::now();
+        let a = Admission::new(bounds(), start);
+        a.answered(30 * MS, start + 10 * MS);
+        let t0 = start + 100 * MS;
+        let mut held: Vec<_> = (0..500)
+            .map(|i| a.admit(key((i % 4) as u8), t0).unwrap())
+            .collect();
+        a.answered(250 * MS, t0 + 50 * MS);
+        let _ = a.admit(key(5), t0 + 120 * MS);
+        assert_eq!(a.limit(), 350, "a standing queue: the first cut");
+        held.truncate(300);
+        // Two more windows of slow answers, all to requests that arrived before the cut.
+        a.answered(400 * MS, t0 + 150 * MS);
+        let _ = a.admit(key(5), t0 + 230 * MS);
+        a.answered(500 * MS, t0 + 260 * MS);
+        let _ = a.admit(key(5), t0 + 340 * MS);
+        assert_eq!(a.limit(), 350, "stale answers do not cut again");
+        // A slow answer to a request that arrived after the cut (at t0 + 130 ms) does: 190 ms
+        // beyond the 30 ms base, and 70 % of the 300 now in flight.
+        a.answered(220 * MS, t0 + 350 * MS);
+        let _ = a.admit(key(5), t0 + 450 * MS);
+        assert_eq!(a.limit(), 210);
+        drop(held);
+    }
+
+    /// A block's answers leave together: the cut is from the window's peak in flight, not
+    /// from the few left at the instant the window closes.
+    #[test]
+    fn the_cut_is_from_the_peak_in_flight_not_the_trough() {
+        let start = Instant::now();
+        let a = Admission::new(bounds(), start);
+        a.answered(30 * MS, start + 10 * MS);
+        let t0 = start + 100 * MS;
+        let mut held: Vec<_> = (0..500)
+            .map(|i| a.admit(key((i % 4) as u8), t0).unwrap())
+            .collect();
+        a.answered(250 * MS, t0 + 50 * MS);
+        held.truncate(50);
+        let _ = a.admit(key(5), t0 + 120 * MS);
+        assert_eq!(a.limit(), 350);
         drop(held);
     }
 
