@@ -43,7 +43,8 @@ contract() {
     notary_is_leader notary_has_quorum notary_round_changes_total notary_blocks_committed_total \
     notary_peers_connected notary_peer_up notary_peer_rtt_seconds notary_peer_sent_bytes_total \
     notary_peer_received_bytes_total notary_frames_rejected_total notary_requests_total \
-    notary_requests_in_flight notary_db_size_bytes notary_tls_cert_expiry_timestamp_seconds \
+    notary_requests_in_flight notary_admission_limit notary_db_size_bytes \
+    notary_tls_cert_expiry_timestamp_seconds \
     notary_equivocations_total notary_signing_halted notary_peer_batches_total
   for h in notary_commit_latency_seconds notary_round_duration_seconds \
     notary_request_duration_seconds notary_request_queue_seconds notary_batch_size_requests \

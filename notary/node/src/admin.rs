@@ -74,6 +74,7 @@ pub fn refresh(node: &Node) {
     m.has_quorum.set(i64::from(node.has_quorum()));
     // Admission counts the requests in flight (its tickets); the gauge is read off it.
     m.requests_in_flight.set(node.admission.in_flight() as i64);
+    m.admission_limit.set(node.admission.limit() as i64);
     let reasons = [
         ("qc", s.round_changes_qc),
         ("tc", s.round_changes_tc),

@@ -112,6 +112,8 @@ pub struct Metrics {
     pub request_queue: Histogram,
     /// Requests admitted and not yet answered.
     pub requests_in_flight: Gauge,
+    /// The adaptive admission limit (`admission.rs`): beyond it, `overloaded`.
+    pub admission_limit: Gauge,
     /// Requests per sealed batch.
     pub batch_size: Histogram,
     /// Peers' batches by how this replica came to trust them (`attest.rs`): `checked` (in
@@ -165,6 +167,7 @@ impl Metrics {
             request_duration: Histogram::new(latency_buckets()),
             request_queue: Histogram::new(latency_buckets()),
             requests_in_flight: Gauge::default(),
+            admission_limit: Gauge::default(),
             batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 14)),
             peer_batches: Family::default(),
             signing_duration: Family::new_with_constructor(|| Histogram::new(latency_buckets())),
@@ -266,6 +269,11 @@ impl Metrics {
             "requests_in_flight",
             "Requests admitted and not yet answered",
             m.requests_in_flight.clone(),
+        );
+        r.register(
+            "admission_limit",
+            "Adaptive admission limit: requests in flight beyond it are answered overloaded",
+            m.admission_limit.clone(),
         );
         r.register(
             "batch_size_requests",
