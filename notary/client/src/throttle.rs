@@ -21,10 +21,10 @@
 //!
 //! **Recovery.** With one `K`, a client that sends less than the replica would take (after a
 //! burst of refusals, when the replica's admission limit has just fallen) can only raise what
-//! it sends by `K` per window: 10 % a second at the default. Measured at 1.5× the cluster's
-//! capacity, that made an 11-second sawtooth: a burst of `overloaded`, then seconds of the
-//! client sending half of what the cluster could do (BENCHMARKS.md). So `K` itself adapts to
-//! what the replica says: while it refuses little of what it is sent (under
+//! it sends by `K` per window: 10 % a second at the default. Measured at 6,000/s offered, past
+//! the cluster's capacity, that made an 11-second sawtooth: a burst of `overloaded`, then
+//! seconds of the client sending half of what the cluster could do (BENCHMARKS.md). So `K`
+//! itself adapts to what the replica says: while it refuses little of what it is sent (under
 //! [`RECOVERY_BELOW`] of the answers in the window), the client may send up to
 //! [`RECOVERY_K`] times what it accepts, falling linearly to `K` as the share refused reaches
 //! that mark. A replica that keeps refusing still gets about `K ×` what it accepts (its

@@ -18,8 +18,8 @@
 //!    with the fastest of the last [`BASE_WINDOWS`] windows (the cluster's own latency without
 //!    a queue, whatever the machine). If even the fastest answer waited `max_queue_delay`
 //!    longer than that (a standing queue, not a burst), the limit falls to 70 % of the most
-//!    requests in flight at once in the window; if the limit was reached while answers stayed fast, it rises by a
-//!    tenth. So under overload the replica keeps about `throughput × max_queue_delay` requests
+//!    requests in flight at once in the window; if the limit was reached while answers stayed
+//!    fast, it rises by a tenth. So under overload the replica keeps about `throughput × max_queue_delay` requests
 //!    queued: enough to keep every block full, few enough that an admitted request is
 //!    answered well within the client's timeout.
 //!
@@ -233,10 +233,9 @@ impl Admission {
         let queued = |min: Duration| base.map_or(Duration::ZERO, |b| min.saturating_sub(b));
         match (s.window_min, s.window_fresh_min) {
             // A standing queue: even the fastest answer to a request admitted since the last
-            // cut waited too long beyond the base.
-            // The cut is from the window's peak, not from the requests in flight at this
-            // instant: answers leave a block at a time, so that count swings from the whole
-            // queue to a handful between two blocks.
+            // cut waited too long beyond the base. The cut is from the window's peak, not from
+            // the requests in flight at this instant: answers leave a block at a time, so that
+            // count swings from the whole queue to a handful between two blocks.
             (_, Some(fresh)) if queued(fresh) > self.bounds.target => {
                 let peak = s.window_peak.max(s.total).min(s.limit);
                 s.limit = (peak * 7 / 10).clamp(LIMIT_FLOOR.min(max), max);
