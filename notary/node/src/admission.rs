@@ -276,6 +276,13 @@ mod tests {
         RequesterKey([b; 32])
     }
 
+    /// `n` requests admitted at `at`, spread over four requesters.
+    fn hold(a: &Admission, n: usize, at: Instant) -> Vec<Ticket<'_>> {
+        (0..n)
+            .map(|i| a.admit(key((i % 4) as u8), at).unwrap())
+            .collect()
+    }
+
     #[test]
     fn one_requester_cannot_take_the_whole_queue() {
         let t0 = Instant::now();
@@ -315,9 +322,7 @@ mod tests {
     fn the_hard_cap_holds() {
         let t0 = Instant::now();
         let a = Admission::new(bounds(), t0);
-        let held: Vec<_> = (0..1000)
-            .map(|i| a.admit(key((i % 4) as u8), t0).unwrap())
-            .collect();
+        let held = hold(&a, 1000, t0);
         assert_eq!(a.admit(key(9), t0).err(), Some(Refusal::Full { max: 1000 }));
         assert_eq!(held.len(), 1000);
     }
@@ -329,9 +334,7 @@ mod tests {
         // A first window: the cluster answers in 30 ms without a queue (the base).
         a.answered(30 * MS, start + 10 * MS);
         let t0 = start + 100 * MS;
-        let held: Vec<_> = (0..500)
-            .map(|i| a.admit(key((i % 4) as u8), t0).unwrap())
-            .collect();
+        let held = hold(&a, 500, t0);
         assert_eq!(a.limit(), 1000);
         // Every answer in the next window waited more than the target beyond the base.
         a.answered(250 * MS, t0 + 50 * MS);
@@ -348,9 +351,7 @@ mod tests {
         );
         drop(held);
         // Fast answers while the limit binds: it rises by a tenth (at least the floor).
-        let held: Vec<_> = (0..350)
-            .map(|i| a.admit(key((i % 4) as u8), t0 + 130 * MS).unwrap())
-            .collect();
+        let held = hold(&a, 350, t0 + 130 * MS);
         // The check before the body sees the limit, and marks it as binding as `admit` does.
         assert!(matches!(
             a.check_room(t0 + 140 * MS),
@@ -371,9 +372,7 @@ mod tests {
         let a = Admission::new(bounds(), start);
         a.answered(30 * MS, start + 10 * MS);
         let t0 = start + 100 * MS;
-        let mut held: Vec<_> = (0..500)
-            .map(|i| a.admit(key((i % 4) as u8), t0).unwrap())
-            .collect();
+        let mut held = hold(&a, 500, t0);
         a.answered(250 * MS, t0 + 50 * MS);
         let _ = a.admit(key(5), t0 + 120 * MS);
         assert_eq!(a.limit(), 350, "a standing queue: the first cut");
@@ -400,9 +399,7 @@ mod tests {
         let a = Admission::new(bounds(), start);
         a.answered(30 * MS, start + 10 * MS);
         let t0 = start + 100 * MS;
-        let mut held: Vec<_> = (0..500)
-            .map(|i| a.admit(key((i % 4) as u8), t0).unwrap())
-            .collect();
+        let mut held = hold(&a, 500, t0);
         a.answered(250 * MS, t0 + 50 * MS);
         held.truncate(50);
         let _ = a.admit(key(5), t0 + 120 * MS);
@@ -415,9 +412,7 @@ mod tests {
         // Answers take 800 ms (a loaded machine, a slow disk) but do not grow: no queue.
         let t0 = Instant::now();
         let a = Admission::new(bounds(), t0);
-        let held: Vec<_> = (0..900)
-            .map(|i| a.admit(key((i % 4) as u8), t0).unwrap())
-            .collect();
+        let held = hold(&a, 900, t0);
         for w in 0..10u32 {
             a.answered((800 + w) * MS, t0 + (w * 100 + 50) * MS);
             let _ = a.admit(key(9), t0 + (w * 100 + 100) * MS);
