@@ -7,6 +7,11 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use notary_node::config::{Config, Home};
 
+/// mimalloc, not glibc's malloc: allocation took about 15 % of the box under load
+/// (BENCHMARKS.md, "A faster allocator and sorted writes").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "notaryd",

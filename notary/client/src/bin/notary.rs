@@ -19,6 +19,12 @@ use notary_types::{
 };
 use serde::{Deserialize, Serialize};
 
+/// mimalloc, not glibc's malloc: a quarter of `notary bench`'s CPU went to allocation
+/// (BENCHMARKS.md, "A faster allocator and sorted writes").
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "notary", version, about = "Talk to a BFT notary cluster")]
 struct Cli {
