@@ -1,6 +1,9 @@
 //! The committee: who the replicas are, their vote keys, the quorum arithmetic and the leader
 //! schedule. Everything that counts votes asks this module.
 
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::{Arc, Mutex};
+
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
@@ -90,9 +93,60 @@ impl<'de> Deserialize<'de> for Sig {
 }
 
 /// The ordered list of replicas with their ed25519 vote keys.
+///
+/// Clones share one [`SeenSignatures`]: a certificate whose signatures this replica already
+/// checked one by one, as votes or timeouts, is then checked by look-up.
 #[derive(Clone, Debug)]
 pub struct Committee {
     keys: Vec<VerifyingKey>,
+    seen: Arc<Mutex<SeenSignatures>>,
+}
+
+/// The most recent signatures that passed a one-by-one check, kept to spare a second check.
+pub const SEEN_SIGNATURES_MAX: usize = 1024;
+
+/// Signatures that passed [`Committee::verify_sig`]: `(signer, signature, message)`, the last
+/// [`SEEN_SIGNATURES_MAX`] of them.
+///
+/// Votes go to every replica, so each replica has checked, one by one, the votes of the QC
+/// that the next proposal carries; at 500 notarisations/s those second checks were about a
+/// third of a replica's ed25519 work (BENCHMARKS.md, "Less CPU per notarisation"). A hit is
+/// exact (signer, signature and the whole message), and ed25519 verification is a function of
+/// them, so a hit returns what a check would. Only one-by-one successes are recorded, never a
+/// batch's (batch and one-by-one checks may disagree on crafted signatures).
+#[derive(Debug, Default)]
+pub struct SeenSignatures {
+    set: BTreeSet<(ReplicaId, [u8; 64], Vec<u8>)>,
+    order: VecDeque<(ReplicaId, [u8; 64], Vec<u8>)>,
+}
+
+impl SeenSignatures {
+    fn contains(&self, id: ReplicaId, msg: &[u8], sig: &Sig) -> bool {
+        let key = (id, sig.0, msg.to_vec());
+        self.set.contains(&key)
+    }
+
+    /// How many signatures are remembered.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    fn insert(&mut self, id: ReplicaId, msg: &[u8], sig: &Sig) {
+        let key = (id, sig.0, msg.to_vec());
+        if self.set.insert(key.clone()) {
+            self.order.push_back(key);
+            if self.order.len() > SEEN_SIGNATURES_MAX {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
+    }
 }
 
 impl Committee {
@@ -117,6 +171,7 @@ impl Committee {
         }
         Ok(Committee {
             keys: members.into_iter().map(|(_, k)| k).collect(),
+            seen: Arc::default(),
         })
     }
 
@@ -170,33 +225,71 @@ impl Committee {
     /// Checks several `(signer, message, signature)` triples at once with ed25519 batch
     /// verification (deterministic: its randomness is a transcript of the inputs), falling back
     /// to one-by-one checks to name the culprit. Returns the first bad or unknown signer.
+    ///
+    /// Signatures already seen to pass [`Committee::verify_sig`] are not checked again.
     pub fn verify_all(&self, items: &[(ReplicaId, &[u8], &Sig)]) -> Result<(), ReplicaId> {
         let mut keys = Vec::with_capacity(items.len());
         for (id, _, _) in items {
             keys.push(*self.key(*id).ok_or(*id)?);
         }
-        if items.len() >= 2 {
-            let msgs: Vec<&[u8]> = items.iter().map(|(_, m, _)| *m).collect();
-            let sigs: Vec<Signature> = items
+        let unseen: Vec<usize> = {
+            let seen = self.seen();
+            (0..items.len())
+                .filter(|&i| !seen.contains(items[i].0, items[i].1, items[i].2))
+                .collect()
+        };
+        if unseen.len() >= 2 {
+            let msgs: Vec<&[u8]> = unseen.iter().map(|&i| items[i].1).collect();
+            let sigs: Vec<Signature> = unseen
                 .iter()
-                .map(|(_, _, s)| Signature::from_bytes(&s.0))
+                .map(|&i| Signature::from_bytes(&items[i].2 .0))
                 .collect();
+            let keys: Vec<VerifyingKey> = unseen.iter().map(|&i| keys[i]).collect();
             if ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_ok() {
                 return Ok(());
             }
         }
-        match items.iter().find(|(id, m, s)| !self.verify_sig(*id, m, s)) {
-            Some((id, _, _)) => Err(*id),
+        match unseen
+            .iter()
+            .map(|&i| items[i])
+            .find(|(id, m, s)| !self.verify_sig(*id, m, s))
+        {
+            Some((id, _, _)) => Err(id),
             None => Ok(()),
         }
     }
 
-    /// Checks `sig` by member `id` over `msg`; false for non-members or bad signatures.
+    /// Checks `sig` by member `id` over `msg`; false for non-members or bad signatures. A
+    /// signature that passes is remembered ([`SeenSignatures`]).
     pub fn verify_sig(&self, id: ReplicaId, msg: &[u8], sig: &Sig) -> bool {
-        match self.key(id) {
-            Some(k) => k.verify(msg, &Signature::from_bytes(&sig.0)).is_ok(),
-            None => false,
+        let Some(k) = self.key(id) else {
+            return false;
+        };
+        if self.seen().contains(id, msg, sig) {
+            return true;
         }
+        let ok = k.verify(msg, &Signature::from_bytes(&sig.0)).is_ok();
+        if ok {
+            self.seen().insert(id, msg, sig);
+        }
+        ok
+    }
+
+    /// Remembers a signature this replica made itself with `id`'s key (an honest ed25519
+    /// signature always verifies), so that a certificate carrying it is not checked for it.
+    pub(crate) fn remember_signed(&self, id: ReplicaId, msg: &[u8], sig: &Sig) {
+        self.seen().insert(id, msg, sig);
+    }
+
+    /// How many checked signatures are remembered (for tests and metrics).
+    pub fn seen_signatures(&self) -> usize {
+        self.seen().len()
+    }
+
+    /// The memo of checked signatures. A panic while it was held cannot leave it wrong (each
+    /// change is one insert and at most one removal of a key): recover the guard.
+    fn seen(&self) -> std::sync::MutexGuard<'_, SeenSignatures> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -284,5 +377,75 @@ mod tests {
         assert_eq!(c.leader(Round(1)), ReplicaId(1));
         assert_eq!(c.leader(Round(4)), ReplicaId(0));
         assert_eq!(c.leader(Round(7)), ReplicaId(3));
+    }
+
+    fn signed(c: usize, msg: &[u8]) -> Sig {
+        use ed25519_dalek::Signer as _;
+        SigningKey::from_bytes(&[c as u8 + 1; 32]).sign(msg).into()
+    }
+
+    #[test]
+    fn a_signature_checked_once_is_remembered_exactly() {
+        let c = committee(4);
+        let vote = signed(1, b"vote for block 7");
+        assert!(c.verify_sig(ReplicaId(1), b"vote for block 7", &vote));
+        assert_eq!(c.seen_signatures(), 1);
+        // A clone (the replica's, the router's) shares what was seen.
+        let clone = c.clone();
+        assert!(clone.verify_sig(ReplicaId(1), b"vote for block 7", &vote));
+        assert_eq!(clone.seen_signatures(), 1);
+        // The same signature for another message or another signer is checked, and fails.
+        assert!(!c.verify_sig(ReplicaId(1), b"vote for block 8", &vote));
+        assert!(!c.verify_sig(ReplicaId(2), b"vote for block 7", &vote));
+        // Failures are never remembered.
+        let mut bad = vote;
+        bad.0[0] ^= 1;
+        assert!(!c.verify_sig(ReplicaId(1), b"vote for block 7", &bad));
+        assert!(!c.verify_sig(ReplicaId(1), b"vote for block 7", &bad));
+        assert_eq!(c.seen_signatures(), 1);
+        // A non-member is refused before any look-up.
+        assert!(!c.verify_sig(ReplicaId(9), b"vote for block 7", &vote));
+    }
+
+    #[test]
+    fn a_certificate_of_seen_votes_still_names_a_bad_unseen_signer() {
+        let c = committee(4);
+        let msg: &[u8] = b"vote data";
+        let (s0, s1) = (signed(0, msg), signed(1, msg));
+        let mut s2 = signed(2, msg);
+        assert!(c.verify_sig(ReplicaId(0), msg, &s0));
+        assert!(c.verify_sig(ReplicaId(1), msg, &s1));
+        let good = [
+            (ReplicaId(0), msg, &s0),
+            (ReplicaId(1), msg, &s1),
+            (ReplicaId(2), msg, &s2),
+        ];
+        assert_eq!(c.verify_all(&good), Ok(()));
+        s2.0[5] ^= 1;
+        let bad = [
+            (ReplicaId(0), msg, &s0),
+            (ReplicaId(1), msg, &s1),
+            (ReplicaId(2), msg, &s2),
+        ];
+        assert_eq!(c.verify_all(&bad), Err(ReplicaId(2)));
+        // Two unseen, one of them bad: the batch fails and the culprit is named.
+        let fresh = committee(4);
+        assert_eq!(fresh.verify_all(&bad), Err(ReplicaId(2)));
+    }
+
+    #[test]
+    fn limit_seen_signatures_max() {
+        let c = committee(4);
+        let first = signed(0, &0u64.to_be_bytes());
+        assert!(c.verify_sig(ReplicaId(0), &0u64.to_be_bytes(), &first));
+        for i in 1..=SEEN_SIGNATURES_MAX as u64 {
+            let msg = i.to_be_bytes();
+            assert!(c.verify_sig(ReplicaId(0), &msg, &signed(0, &msg)));
+        }
+        assert_eq!(c.seen_signatures(), SEEN_SIGNATURES_MAX);
+        // The oldest went first; checking it again still passes, and remembers it again.
+        assert!(!c.seen().contains(ReplicaId(0), &0u64.to_be_bytes(), &first));
+        assert!(c.verify_sig(ReplicaId(0), &0u64.to_be_bytes(), &first));
+        assert_eq!(c.seen_signatures(), SEEN_SIGNATURES_MAX);
     }
 }

@@ -453,6 +453,9 @@ impl Replica {
         let block = block.clone();
         match self.safety.vote(&block) {
             Ok(Signed::New(v)) => {
+                // Our own vote is in the QC the next proposal carries: no need to check it.
+                self.committee
+                    .remember_signed(v.voter, &v.data.signing_bytes(), &v.signature);
                 let blocks = self
                     .tree
                     .chain_to(id)

@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use notary_node::config::{Config, Home};
 
 /// mimalloc, not glibc's malloc: allocation took about 15 % of the box under load
-/// (BENCHMARKS.md, "A faster allocator and sorted writes").
+/// (BENCHMARKS.md, "Less CPU per notarisation").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

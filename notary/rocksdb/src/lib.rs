@@ -197,8 +197,8 @@ impl Store for RocksStore {
         }
         // In key order (`b` < `c` < `d` < `h` < `m`, each run sorted): the memtable's skip
         // list then finds each key's place from the one before it, where keys in block order
-        // (random hashes) each cost a search from the top (BENCHMARKS.md, "A faster allocator
-        // and sorted writes"). A stable sort: were a key put twice, the later put still wins.
+        // (random hashes) each cost a search from the top (BENCHMARKS.md, "Less CPU per
+        // notarisation"). A stable sort: were a key put twice, the later put still wins.
         let mut consumed: Vec<([u8; 37], &TxId)> = write
             .consumed
             .iter()

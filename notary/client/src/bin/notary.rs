@@ -20,7 +20,7 @@ use notary_types::{
 use serde::{Deserialize, Serialize};
 
 /// mimalloc, not glibc's malloc: a quarter of `notary bench`'s CPU went to allocation
-/// (BENCHMARKS.md, "A faster allocator and sorted writes").
+/// (BENCHMARKS.md, "Less CPU per notarisation").
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
