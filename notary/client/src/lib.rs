@@ -3,7 +3,9 @@
 //! against the cluster public key before returning it.
 //!
 //! This crate depends on `notary-types` and an HTTP client only: no RocksDB, no consensus
-//! (`cargo tree -p notary-client` shows neither), so a ledger node can embed it cheaply.
+//! (`cargo tree -p notary-client` shows neither), so a ledger node can embed it cheaply. The
+//! default feature `mimalloc` builds the allocator of the `notary` binary only; a ledger node
+//! turns it off with `default-features = false`.
 //!
 //! Retrying is safe because notarisation is idempotent: the same request gets the same
 //! certified answer from any replica, forever.
