@@ -19,9 +19,9 @@
 //!    a queue, whatever the machine). If even the fastest answer waited `max_queue_delay`
 //!    longer than that (a standing queue, not a burst), the limit falls to 70 % of the most
 //!    requests in flight at once in the window; if the limit was reached while answers stayed
-//!    fast, it rises by a tenth. So under overload the replica keeps about `throughput × max_queue_delay` requests
-//!    queued: enough to keep every block full, few enough that an admitted request is
-//!    answered well within the client's timeout.
+//!    fast, it rises by a tenth. So under overload the replica keeps about
+//!    `throughput × max_queue_delay` requests queued: enough to keep every block full, few
+//!    enough that an admitted request is answered well within the client's timeout.
 //!
 //!    The limit falls at most **once per round trip**, as TCP's window does: after a cut,
 //!    only answers to requests that arrived after it can cut again. Answers to requests
@@ -283,6 +283,17 @@ mod tests {
             .collect()
     }
 
+    /// The start of a standing queue: a first window sets the base (30 ms without a queue),
+    /// 500 requests are admitted at `t0` (returned, with their tickets), then an answer
+    /// waits 250 ms. The next arrival after `t0 + 100 ms` closes the window: the first cut.
+    fn standing_queue(a: &Admission, start: Instant) -> (Instant, Vec<Ticket<'_>>) {
+        a.answered(30 * MS, start + 10 * MS);
+        let t0 = start + 100 * MS;
+        let held = hold(a, 500, t0);
+        a.answered(250 * MS, t0 + 50 * MS);
+        (t0, held)
+    }
+
     #[test]
     fn one_requester_cannot_take_the_whole_queue() {
         let t0 = Instant::now();
@@ -370,10 +381,7 @@ mod tests {
     fn the_limit_falls_once_per_round_trip() {
         let start = Instant::now();
         let a = Admission::new(bounds(), start);
-        a.answered(30 * MS, start + 10 * MS);
-        let t0 = start + 100 * MS;
-        let mut held = hold(&a, 500, t0);
-        a.answered(250 * MS, t0 + 50 * MS);
+        let (t0, mut held) = standing_queue(&a, start);
         let _ = a.admit(key(5), t0 + 120 * MS);
         assert_eq!(a.limit(), 350, "a standing queue: the first cut");
         held.truncate(300);
@@ -397,10 +405,7 @@ mod tests {
     fn the_cut_is_from_the_peak_in_flight_not_the_trough() {
         let start = Instant::now();
         let a = Admission::new(bounds(), start);
-        a.answered(30 * MS, start + 10 * MS);
-        let t0 = start + 100 * MS;
-        let mut held = hold(&a, 500, t0);
-        a.answered(250 * MS, t0 + 50 * MS);
+        let (t0, mut held) = standing_queue(&a, start);
         held.truncate(50);
         let _ = a.admit(key(5), t0 + 120 * MS);
         assert_eq!(a.limit(), 350);

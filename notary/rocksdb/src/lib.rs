@@ -83,6 +83,13 @@ fn decision_key(tx_id: &TxId) -> [u8; 33] {
     k
 }
 
+/// `(key, value)` pairs sorted by key, stably (of two puts of one key the later still wins).
+fn in_key_order<K: Ord + Copy, V>(pairs: impl Iterator<Item = (K, V)>) -> Vec<(K, V)> {
+    let mut pairs: Vec<_> = pairs.collect();
+    pairs.sort_by_key(|p| p.0);
+    pairs
+}
+
 fn height_key(prefix: u8, height: Height) -> [u8; 9] {
     let mut k = [0u8; 9];
     k[0] = prefix;
@@ -198,19 +205,9 @@ impl Store for RocksStore {
         // In key order (`b` < `c` < `d` < `h` < `m`, each run sorted): the memtable's skip
         // list then finds each key's place from the one before it, where keys in block order
         // (random hashes) each cost a search from the top (BENCHMARKS.md, "Less CPU per
-        // notarisation"). A stable sort: were a key put twice, the later put still wins.
-        let mut consumed: Vec<([u8; 37], &TxId)> = write
-            .consumed
-            .iter()
-            .map(|(state, tx_id)| (consumed_key(state), tx_id))
-            .collect();
-        consumed.sort_by_key(|e| e.0);
-        let mut decisions: Vec<([u8; 33], &DecisionRecord)> = write
-            .decisions
-            .iter()
-            .map(|(tx_id, decision)| (decision_key(tx_id), decision))
-            .collect();
-        decisions.sort_by_key(|e| e.0);
+        // notarisation").
+        let consumed = in_key_order(write.consumed.iter().map(|(s, tx)| (consumed_key(s), tx)));
+        let decisions = in_key_order(write.decisions.iter().map(|(tx, d)| (decision_key(tx), d)));
         let mut batch = WriteBatch::default();
         batch.put(height_key(b'b', height), write.record.to_bytes());
         for (key, tx_id) in &consumed {
