@@ -94,7 +94,7 @@ impl<'de> Deserialize<'de> for Sig {
 
 /// The ordered list of replicas with their ed25519 vote keys.
 ///
-/// Clones share one [`SeenSignatures`]: a certificate whose signatures this replica already
+/// Clones share one memo of checked signatures: a certificate whose signatures this replica already
 /// checked one by one, as votes or timeouts, is then checked by look-up.
 #[derive(Clone, Debug)]
 pub struct Committee {
@@ -109,13 +109,13 @@ pub const SEEN_SIGNATURES_MAX: usize = 1024;
 /// [`SEEN_SIGNATURES_MAX`] of them.
 ///
 /// Votes go to every replica, so each replica has checked, one by one, the votes of the QC
-/// that the next proposal carries; at 500 notarisations/s those second checks were about a
-/// third of a replica's ed25519 work (BENCHMARKS.md, "Less CPU per notarisation"). A hit is
+/// that the next proposal carries; at 500 notarisations/s those second checks were about two
+/// fifths of a replica's ed25519 work (BENCHMARKS.md, "Less CPU per notarisation"). A hit is
 /// exact (signer, signature and the whole message), and ed25519 verification is a function of
 /// them, so a hit returns what a check would. Only one-by-one successes are recorded, never a
 /// batch's (batch and one-by-one checks may disagree on crafted signatures).
 #[derive(Debug, Default)]
-pub struct SeenSignatures {
+struct SeenSignatures {
     set: BTreeSet<(ReplicaId, [u8; 64], Vec<u8>)>,
     order: VecDeque<(ReplicaId, [u8; 64], Vec<u8>)>,
 }
@@ -126,14 +126,8 @@ impl SeenSignatures {
         self.set.contains(&key)
     }
 
-    /// How many signatures are remembered.
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.order.len()
-    }
-
-    /// Whether none is.
-    pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
     }
 
     fn insert(&mut self, id: ReplicaId, msg: &[u8], sig: &Sig) {
@@ -260,7 +254,7 @@ impl Committee {
     }
 
     /// Checks `sig` by member `id` over `msg`; false for non-members or bad signatures. A
-    /// signature that passes is remembered ([`SeenSignatures`]).
+    /// signature that passes is remembered (see [`SEEN_SIGNATURES_MAX`]).
     pub fn verify_sig(&self, id: ReplicaId, msg: &[u8], sig: &Sig) -> bool {
         let Some(k) = self.key(id) else {
             return false;

@@ -66,7 +66,7 @@ mod testutil;
 mod tree;
 mod types;
 
-pub use committee::{Committee, CommitteeError, SeenSignatures, Sig, SEEN_SIGNATURES_MAX};
+pub use committee::{Committee, CommitteeError, Sig, SEEN_SIGNATURES_MAX};
 pub use ids::{BlockId, Digest, Height, ReplicaId, Round, TimeMs};
 pub use messages::{
     BlockRequest, BlockResponse, Message, Proposal, Reject, SyncInfo, SyncRequest, SyncResponse,
