@@ -11,9 +11,10 @@
 //! certificate and answers the clients waiting on that replica.
 //!
 //! The executor signs what `notaryd`'s does (`notary/node/src/executor.rs`): the heights
-//! [`SignSchedule`] picks (the first block of each [`SIGN_INTERVAL_MS`] of block time, every
-//! 64th height), any applied, uncovered height a peer signed, and its newest block once it has
-//! applied nothing for an interval and has no certificate forming. A certificate covers the
+//! [`SignSchedule`] picks (the first block of each [`SIGN_INTERVAL_MS`] of block time, but only
+//! every other one when such blocks come one after another; every 64th height), any applied,
+//! uncovered height a peer signed, and its newest block once it has applied nothing for an
+//! interval (two after a block the schedule skipped) and has no certificate forming. A certificate covers the
 //! uncovered blocks up to 64 below it (their answers carry the header chain); a share still
 //! collecting after [`SHARE_RESEND_MS`] is sent again (checked on the sync-probe tick).
 //!
@@ -394,7 +395,7 @@ impl Sim {
                     apply_at: 0,
                     applied: 0,
                     uncovered: BTreeMap::new(),
-                    schedule: SignSchedule::new(SIGN_INTERVAL_MS, None),
+                    schedule: SignSchedule::new(SIGN_INTERVAL_MS, None, None),
                     last_applied_at: None,
                     pending: BTreeMap::new(),
                     early: BTreeMap::new(),
@@ -544,13 +545,15 @@ impl Sim {
         node.early_certificates.clear();
         node.uncovered.clear();
         node.last_applied_at = None;
-        let below = node
-            .store
-            .header(Height(applied))
-            .ok()
-            .flatten()
-            .map(|h| h.timestamp.0);
-        node.schedule = SignSchedule::new(SIGN_INTERVAL_MS, below);
+        let timestamp = |height: u64| {
+            node.store
+                .header(Height(height))
+                .ok()
+                .flatten()
+                .map(|h| h.timestamp.0)
+        };
+        let (below, below_that) = (timestamp(applied), timestamp(applied.saturating_sub(1)));
+        node.schedule = SignSchedule::new(SIGN_INTERVAL_MS, below, below_that);
         node.batcher.clear();
         node.flush_scheduled = false;
         node.waiters.clear();
@@ -932,7 +935,8 @@ impl Sim {
         }
         let applied = self.nodes[i].applied;
         self.nodes[i].early_certificates.retain(|k, _| *k > applied);
-        self.push(now + SIGN_INTERVAL_MS, Ev::Quiet { node: i, gen });
+        let quiet = SIGN_INTERVAL_MS * Ms::from(self.nodes[i].schedule.quiet_windows());
+        self.push(now + quiet, Ev::Quiet { node: i, gen });
     }
 
     /// Every applied height up to this one is covered.
@@ -1066,9 +1070,8 @@ impl Sim {
         node.pending
             .retain(|k, _| *k > h || lowest.is_some_and(|l| l <= *k));
         if node.pending.is_empty() && !node.uncovered.is_empty() {
-            let at = node
-                .last_applied_at
-                .map_or(self.now, |t| t + SIGN_INTERVAL_MS);
+            let quiet = SIGN_INTERVAL_MS * Ms::from(node.schedule.quiet_windows());
+            let at = node.last_applied_at.map_or(self.now, |t| t + quiet);
             let gen = node.gen;
             self.push(at, Ev::Quiet { node: i, gen });
         }
@@ -1081,9 +1084,9 @@ impl Sim {
         if node.replica.is_none()
             || node.uncovered.is_empty()
             || !node.pending.is_empty()
-            || node
-                .last_applied_at
-                .is_some_and(|t| t + SIGN_INTERVAL_MS > self.now)
+            || node.last_applied_at.is_some_and(|t| {
+                t + SIGN_INTERVAL_MS * Ms::from(node.schedule.quiet_windows()) > self.now
+            })
         {
             return;
         }

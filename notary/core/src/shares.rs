@@ -23,35 +23,80 @@ pub fn sign_header(share: &SecretKeyShare, header: &BlockHeader) -> SignatureSha
 }
 
 /// Which applied heights a replica signs of its own accord (`notaryd`'s executor and the
-/// simulator both ask this): the first block of each window of `window_ms` of block time (its
-/// timestamp, agreed in consensus, is in another window than the one below it), and every
-/// multiple of [`CHAIN_HEADERS_MAX`]. Replicas that applied the same blocks pick the same
-/// heights without a message. (A replica also signs any height a peer signed, and its newest
-/// block once none has come for a window: those rules need the replica's clock and inbox, so
-/// they live with its executor.)
+/// simulator both ask this). Replicas that applied the same blocks pick the same heights
+/// without a message: the rules read only heights and block timestamps, which consensus
+/// agreed. A replica signs
+/// - the first block of each window of `window_ms` of block time (its timestamp is in another
+///   window than the one below it),
+/// - **except** an odd height whose block below was also the first of its window, less than two
+///   windows earlier: rounds are then as long as a window (the cluster is saturated, blocks
+///   are big), and signing every block would spend a certificate's BLS work on every round.
+///   The skipped block is covered by the next signed one, a round later: the even height
+///   above it if that is the first of its window too, else the next window's first block;
+/// - every multiple of [`CHAIN_HEADERS_MAX`], so that a certificate is at most that many
+///   heights above any block.
+///
+/// Below saturation a window holds several blocks, two windows' first blocks are rarely
+/// adjacent, and the exception does not act; blocks that come far apart (an idle cluster) are
+/// more than two windows apart, and each is signed at once. (A replica also signs any height a
+/// peer signed, and its newest block once none has come for a window: those rules need the
+/// replica's clock and inbox, so they live with its executor.)
 #[derive(Clone, Debug)]
 pub struct SignSchedule {
     window_ms: u64,
+    /// The timestamp of the last block noted.
     below: Option<u64>,
+    /// Whether that block was the first of its window.
+    below_first: bool,
+    /// Whether that block was the first of its window and not signed (the exception).
+    below_skipped: bool,
 }
 
 impl SignSchedule {
-    /// A schedule of windows of `window_ms` (at least 1); `below` is the timestamp (ms) of the
-    /// block at the applied height, if any (after a restart, from the store).
-    pub fn new(window_ms: u64, below: Option<u64>) -> SignSchedule {
+    /// A schedule of windows of `window_ms` (at least 1). `below` is the timestamp (ms) of the
+    /// block at the applied height, if any, and `below_that` the timestamp of the block under
+    /// it, if any (after a restart, both from the store).
+    pub fn new(window_ms: u64, below: Option<u64>, below_that: Option<u64>) -> SignSchedule {
+        let window_ms = window_ms.max(1);
         SignSchedule {
-            window_ms: window_ms.max(1),
+            window_ms,
             below,
+            below_first: below.is_some_and(|b| Self::first_of_window(window_ms, below_that, b)),
+            below_skipped: false,
         }
+    }
+
+    fn first_of_window(w: u64, below: Option<u64>, timestamp_ms: u64) -> bool {
+        below.is_none_or(|b| b / w != timestamp_ms / w)
     }
 
     /// Notes the block applied at `height` with timestamp `timestamp_ms`, the next above the
     /// last one noted; whether to sign it.
     pub fn on_apply(&mut self, height: u64, timestamp_ms: u64) -> bool {
         let w = self.window_ms;
-        let first_of_window = self.below.is_none_or(|b| b / w != timestamp_ms / w);
+        let first = Self::first_of_window(w, self.below, timestamp_ms);
+        let right_after_first = self.below_first
+            && self
+                .below
+                .is_some_and(|b| timestamp_ms.saturating_sub(b) < 2 * w);
+        let sign = first && (height % 2 == 0 || !right_after_first)
+            || height % CHAIN_HEADERS_MAX as u64 == 0;
         self.below = Some(timestamp_ms);
-        first_of_window || height % CHAIN_HEADERS_MAX as u64 == 0
+        self.below_first = first;
+        self.below_skipped = first && !sign;
+        sign
+    }
+
+    /// How many windows of nothing applied the quiet rule waits (the executor's rule that signs
+    /// the newest block when no block comes): 2 after a block skipped by the exception above,
+    /// whose next block is expected about a window later, else 1. With one, the quiet rule
+    /// would sign most skipped blocks anyway, a few milliseconds before their next block.
+    pub fn quiet_windows(&self) -> u32 {
+        if self.below_skipped {
+            2
+        } else {
+            1
+        }
     }
 }
 
@@ -302,7 +347,7 @@ mod tests {
 
     #[test]
     fn the_schedule_signs_each_window_s_first_block_and_every_64th_height() {
-        let mut s = SignSchedule::new(25, None);
+        let mut s = SignSchedule::new(25, None, None);
         assert!(s.on_apply(1, 1_000), "nothing below: first of its window");
         assert!(!s.on_apply(2, 1_010), "same window [1000, 1025)");
         assert!(!s.on_apply(3, 1_024));
@@ -315,14 +360,43 @@ mod tests {
             s.on_apply(64, 1_101),
             "a multiple of CHAIN_HEADERS_MAX, same window"
         );
-        let mut restarted = SignSchedule::new(25, Some(1_101));
+        let mut restarted = SignSchedule::new(25, Some(1_101), Some(1_100));
         assert!(
             !restarted.on_apply(65, 1_110),
             "the stored block below is in the window"
         );
         assert!(
-            SignSchedule::new(0, Some(5)).on_apply(7, 6),
+            SignSchedule::new(0, Some(5), None).on_apply(8, 6),
             "a 0 ms window is 1 ms"
+        );
+    }
+
+    #[test]
+    fn rounds_as_long_as_a_window_sign_every_other_block() {
+        // Saturated: a block every 27 ms, each the first of its 25 ms window.
+        let mut s = SignSchedule::new(25, Some(1_000), Some(973));
+        let signed: Vec<u64> = (11..=20)
+            .filter(|&h| s.on_apply(h, 1_000 + 27 * (h - 10)))
+            .collect();
+        assert_eq!(signed, [12, 14, 16, 18, 20], "even heights only");
+        assert_eq!(s.quiet_windows(), 1, "the last block was signed");
+        assert!(!s.on_apply(21, 1_297));
+        assert_eq!(
+            s.quiet_windows(),
+            2,
+            "a skipped block waits longer for the next"
+        );
+        // An odd block that is the first of its window is signed when the one below was not
+        // (here known after a restart from the block under it: same window) ...
+        let mut s = SignSchedule::new(25, Some(1_010), Some(1_001));
+        assert!(s.on_apply(21, 1_030));
+        // ... and when the one below, first of its window, came two windows or more before.
+        let mut s = SignSchedule::new(25, Some(1_000), Some(900));
+        assert!(s.on_apply(21, 1_050), "an idle cluster: each block at once");
+        assert!(!SignSchedule::new(25, Some(1_000), Some(900)).on_apply(21, 1_049));
+        assert!(
+            !SignSchedule::new(25, Some(1_000), None).on_apply(21, 1_030),
+            "nothing under the applied block: it was the first of its window"
         );
     }
 

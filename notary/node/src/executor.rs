@@ -13,7 +13,9 @@
 //! signs, when it applies it,
 //! - the first block of each window of `batch.sign_interval` of block time: its timestamp
 //!   (agreed in consensus, so every replica picks the same blocks) is in another window than
-//!   the one below it;
+//!   the one below it; except an odd height right after another window's first block (less
+//!   than two windows before it): when rounds are as long as a window, the cluster signs
+//!   every other block, not every one;
 //! - every height that is a multiple of [`CHAIN_HEADERS_MAX`], so that a certificate is at
 //!   most that many heights above any block;
 //! - any height a peer has signed (a share for a height not applied yet waits in a bounded
@@ -27,7 +29,8 @@
 //! no block comes (a quiet cluster, or a leader that holds its proposal while its executor
 //! catches up), a replica that has applied nothing for `batch.sign_interval`, and has no
 //! certificate forming, signs its newest block: the replicas that have applied the same
-//! blocks pick the same one.
+//! blocks pick the same one. After a block the exception skipped it waits two intervals, as
+//! that block's cover is expected a round later.
 //!
 //! When a certificate forms for height `k`, it is stored (unsynced) and every applied block up
 //! to `k` within reach of it is answered: its clients get the answer at once. The block's
@@ -235,7 +238,7 @@ impl State {
 impl<T: Transport> Executor<T> {
     /// Runs until `ExecInput::Stop` or a storage failure.
     pub fn run(self) {
-        let mut st = State::new(self.schedule(None));
+        let mut st = State::new(self.schedule(None, None));
         if let Err(e) = self.restart(&mut st) {
             return self.halt(e);
         }
@@ -249,7 +252,7 @@ impl<T: Transport> Executor<T> {
             // share is due to be sent again.
             let now = Instant::now();
             let wake = [
-                st.quiet_sign_at(self.sign_interval),
+                st.quiet_sign_at(self.sign_interval * st.schedule.quiet_windows()),
                 st.signing
                     .values()
                     .map(|s| s.sent_at + SHARE_RESEND_AFTER)
@@ -292,7 +295,7 @@ impl<T: Transport> Executor<T> {
                 return self.halt(e);
             }
             if st
-                .quiet_sign_at(self.sign_interval)
+                .quiet_sign_at(self.sign_interval * st.schedule.quiet_windows())
                 .is_some_and(|at| at <= Instant::now())
             {
                 let top = st.applied;
@@ -305,21 +308,23 @@ impl<T: Transport> Executor<T> {
         }
     }
 
-    /// The schedule of `batch.sign_interval` windows; `below`: the applied block's timestamp.
-    fn schedule(&self, below: Option<u64>) -> SignSchedule {
+    /// The schedule of `batch.sign_interval` windows; `below`: the applied block's timestamp,
+    /// `below_that`: the timestamp of the block under it.
+    fn schedule(&self, below: Option<u64>, below_that: Option<u64>) -> SignSchedule {
         let window_ms = u64::try_from(self.sign_interval.as_millis()).unwrap_or(u64::MAX);
-        SignSchedule::new(window_ms, below)
+        SignSchedule::new(window_ms, below, below_that)
     }
 
     /// After a restart: the applied heights above the last stored certificate are covered
     /// again (a lost certificate is formed again with the same bytes).
     fn restart(&self, st: &mut State) -> Result<(), StoreError> {
         st.applied = self.store.applied_height()?.0;
-        let below = self
-            .store
-            .header(Height(st.applied))?
-            .map(|h| h.timestamp.0);
-        st.schedule = self.schedule(below);
+        let timestamp = |height: u64| -> Result<Option<u64>, StoreError> {
+            Ok(self.store.header(Height(height))?.map(|h| h.timestamp.0))
+        };
+        let below = timestamp(st.applied)?;
+        let below_that = timestamp(st.applied.saturating_sub(1))?;
+        st.schedule = self.schedule(below, below_that);
         let missing = uncovered(&*self.store, Height(st.applied))?;
         if let Some(first) = missing.first() {
             tracing::info!(
