@@ -78,7 +78,7 @@ impl SignSchedule {
         let right_after_first = self.below_first
             && self
                 .below
-                .is_some_and(|b| timestamp_ms.saturating_sub(b) < 2 * w);
+                .is_some_and(|b| timestamp_ms.saturating_sub(b) < w.saturating_mul(2));
         let sign = first && (height % 2 == 0 || !right_after_first)
             || height % CHAIN_HEADERS_MAX as u64 == 0;
         self.below = Some(timestamp_ms);
@@ -398,6 +398,9 @@ mod tests {
             !SignSchedule::new(25, Some(1_000), None).on_apply(21, 1_030),
             "nothing under the applied block: it was the first of its window"
         );
+        // The widest window does not overflow.
+        let mut s = SignSchedule::new(u64::MAX, Some(1), None);
+        assert!(!s.on_apply(21, 2), "one window: not the first of it");
     }
 
     #[test]
