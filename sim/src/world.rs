@@ -14,9 +14,10 @@
 //! [`SignSchedule`] picks (the first block of each [`SIGN_INTERVAL_MS`] of block time, but only
 //! every other one when such blocks come one after another; every 64th height), any applied,
 //! uncovered height a peer signed, and its newest block once it has applied nothing for an
-//! interval (two after a block the schedule skipped) and has no certificate forming. A certificate covers the
-//! uncovered blocks up to 64 below it (their answers carry the header chain); a share still
-//! collecting after [`SHARE_RESEND_MS`] is sent again (checked on the sync-probe tick).
+//! interval (two after a block the schedule skipped) and has no certificate forming. A
+//! certificate covers the uncovered blocks up to 64 below it (their answers carry the header
+//! chain); a share still collecting after [`SHARE_RESEND_MS`] is sent again (checked on the
+//! sync-probe tick).
 //!
 //! Events at one instant run in insertion order (the queue key is (time, sequence number)), and
 //! every random choice comes from one ChaCha stream of the seed: a run is a pure function of
@@ -545,15 +546,8 @@ impl Sim {
         node.early_certificates.clear();
         node.uncovered.clear();
         node.last_applied_at = None;
-        let timestamp = |height: u64| {
-            node.store
-                .header(Height(height))
-                .ok()
-                .flatten()
-                .map(|h| h.timestamp.0)
-        };
-        let (below, below_that) = (timestamp(applied), timestamp(applied.saturating_sub(1)));
-        node.schedule = SignSchedule::new(SIGN_INTERVAL_MS, below, below_that);
+        node.schedule = SignSchedule::resume(SIGN_INTERVAL_MS, &node.store, Height(applied))
+            .unwrap_or_else(|_| SignSchedule::new(SIGN_INTERVAL_MS, None, None));
         node.batcher.clear();
         node.flush_scheduled = false;
         node.waiters.clear();
@@ -935,7 +929,7 @@ impl Sim {
         }
         let applied = self.nodes[i].applied;
         self.nodes[i].early_certificates.retain(|k, _| *k > applied);
-        let quiet = SIGN_INTERVAL_MS * Ms::from(self.nodes[i].schedule.quiet_windows());
+        let quiet = self.nodes[i].schedule.quiet_ms();
         self.push(now + quiet, Ev::Quiet { node: i, gen });
     }
 
@@ -1070,8 +1064,9 @@ impl Sim {
         node.pending
             .retain(|k, _| *k > h || lowest.is_some_and(|l| l <= *k));
         if node.pending.is_empty() && !node.uncovered.is_empty() {
-            let quiet = SIGN_INTERVAL_MS * Ms::from(node.schedule.quiet_windows());
-            let at = node.last_applied_at.map_or(self.now, |t| t + quiet);
+            let at = node
+                .last_applied_at
+                .map_or(self.now, |t| t + node.schedule.quiet_ms());
             let gen = node.gen;
             self.push(at, Ev::Quiet { node: i, gen });
         }
@@ -1084,9 +1079,9 @@ impl Sim {
         if node.replica.is_none()
             || node.uncovered.is_empty()
             || !node.pending.is_empty()
-            || node.last_applied_at.is_some_and(|t| {
-                t + SIGN_INTERVAL_MS * Ms::from(node.schedule.quiet_windows()) > self.now
-            })
+            || node
+                .last_applied_at
+                .is_some_and(|t| t + node.schedule.quiet_ms() > self.now)
         {
             return;
         }

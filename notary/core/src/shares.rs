@@ -11,10 +11,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use blsttc::{PublicKeySet, SecretKeyShare, SignatureShare};
 use notary_types::limits::CHAIN_HEADERS_MAX;
-use notary_types::{verify_bls, BlockHeader, ClusterSignature};
+use notary_types::{verify_bls, BlockHeader, ClusterSignature, Height};
 use thiserror::Error;
 
 use crate::committee::{Committee, ReplicaIndex};
+use crate::store::{Store, StoreError};
 
 /// Signs `header` with this replica's key share. Call only for headers of committed, applied
 /// blocks: honest replicas signing nothing else is what makes `f + 1` shares a proof.
@@ -66,6 +67,23 @@ impl SignSchedule {
         }
     }
 
+    /// The schedule of a replica that resumes at `applied` after a restart: the timestamps
+    /// it needs are those of the applied block and of the block under it, from `store`.
+    pub fn resume(
+        window_ms: u64,
+        store: &dyn Store,
+        applied: Height,
+    ) -> Result<SignSchedule, StoreError> {
+        let timestamp = |height: u64| -> Result<Option<u64>, StoreError> {
+            Ok(store.header(Height(height))?.map(|h| h.timestamp.0))
+        };
+        Ok(SignSchedule::new(
+            window_ms,
+            timestamp(applied.0)?,
+            timestamp(applied.0.saturating_sub(1))?,
+        ))
+    }
+
     fn first_of_window(w: u64, below: Option<u64>, timestamp_ms: u64) -> bool {
         below.is_none_or(|b| b / w != timestamp_ms / w)
     }
@@ -87,15 +105,16 @@ impl SignSchedule {
         sign
     }
 
-    /// How many windows of nothing applied the quiet rule waits (the executor's rule that signs
-    /// the newest block when no block comes): 2 after a block skipped by the exception above,
-    /// whose next block is expected about a window later, else 1. With one, the quiet rule
-    /// would sign most skipped blocks anyway, a few milliseconds before their next block.
-    pub fn quiet_windows(&self) -> u32 {
+    /// How long, in ms, the quiet rule waits with nothing applied (the executor's rule that
+    /// signs the newest block when no block comes): two windows after a block skipped by the
+    /// exception above, whose next block is expected about a window later, else one. With
+    /// one, the quiet rule would sign most skipped blocks anyway, a few milliseconds before
+    /// their next block.
+    pub fn quiet_ms(&self) -> u64 {
         if self.below_skipped {
-            2
+            self.window_ms.saturating_mul(2)
         } else {
-            1
+            self.window_ms
         }
     }
 }
@@ -379,11 +398,11 @@ mod tests {
             .filter(|&h| s.on_apply(h, 1_000 + 27 * (h - 10)))
             .collect();
         assert_eq!(signed, [12, 14, 16, 18, 20], "even heights only");
-        assert_eq!(s.quiet_windows(), 1, "the last block was signed");
+        assert_eq!(s.quiet_ms(), 25, "the last block was signed");
         assert!(!s.on_apply(21, 1_297));
         assert_eq!(
-            s.quiet_windows(),
-            2,
+            s.quiet_ms(),
+            50,
             "a skipped block waits longer for the next"
         );
         // An odd block that is the first of its window is signed when the one below was not

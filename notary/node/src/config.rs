@@ -161,9 +161,9 @@ pub struct BatchSection {
     /// Replicas sign the first block of each window of this much block time (every other one
     /// when rounds are as long as a window), and a certificate covers the blocks below it
     /// through the header chain (`executor.rs`); a replica that has applied no block for
-    /// this long signs its newest. Every replica of a
-    /// cluster must use the same value (or the replicas sign different blocks, and more of
-    /// them). Larger: fewer certificates, longer waits for them.
+    /// this long signs its newest. Every replica of a cluster must use the same value (or
+    /// the replicas sign different blocks, and more of them). Larger: fewer certificates,
+    /// longer waits for them.
     #[serde(with = "duration_str")]
     pub sign_interval: Duration,
 }

@@ -223,8 +223,9 @@ impl State {
 
     /// When this replica should sign its newest block itself, if it has a reason to: some
     /// applied block is uncovered, no certificate it signed is forming, and none has been
-    /// applied for `interval`.
-    fn quiet_sign_at(&self, interval: Duration) -> Option<Instant> {
+    /// applied for the schedule's quiet interval.
+    fn quiet_sign_at(&self) -> Option<Instant> {
+        let interval = Duration::from_millis(self.schedule.quiet_ms());
         if self.applied <= self.certified() || !self.signing.is_empty() {
             return None;
         }
@@ -238,7 +239,7 @@ impl State {
 impl<T: Transport> Executor<T> {
     /// Runs until `ExecInput::Stop` or a storage failure.
     pub fn run(self) {
-        let mut st = State::new(self.schedule(None, None));
+        let mut st = State::new(SignSchedule::new(self.window_ms(), None, None));
         if let Err(e) = self.restart(&mut st) {
             return self.halt(e);
         }
@@ -252,7 +253,7 @@ impl<T: Transport> Executor<T> {
             // share is due to be sent again.
             let now = Instant::now();
             let wake = [
-                st.quiet_sign_at(self.sign_interval * st.schedule.quiet_windows()),
+                st.quiet_sign_at(),
                 st.signing
                     .values()
                     .map(|s| s.sent_at + SHARE_RESEND_AFTER)
@@ -294,10 +295,7 @@ impl<T: Transport> Executor<T> {
             if let Err(e) = self.finish_formed(&mut st) {
                 return self.halt(e);
             }
-            if st
-                .quiet_sign_at(self.sign_interval * st.schedule.quiet_windows())
-                .is_some_and(|at| at <= Instant::now())
-            {
+            if st.quiet_sign_at().is_some_and(|at| at <= Instant::now()) {
                 let top = st.applied;
                 self.sign(&mut st, top);
                 if let Err(e) = self.finish_formed(&mut st) {
@@ -308,23 +306,16 @@ impl<T: Transport> Executor<T> {
         }
     }
 
-    /// The schedule of `batch.sign_interval` windows; `below`: the applied block's timestamp,
-    /// `below_that`: the timestamp of the block under it.
-    fn schedule(&self, below: Option<u64>, below_that: Option<u64>) -> SignSchedule {
-        let window_ms = u64::try_from(self.sign_interval.as_millis()).unwrap_or(u64::MAX);
-        SignSchedule::new(window_ms, below, below_that)
+    /// `batch.sign_interval` in ms, the schedule's window.
+    fn window_ms(&self) -> u64 {
+        u64::try_from(self.sign_interval.as_millis()).unwrap_or(u64::MAX)
     }
 
     /// After a restart: the applied heights above the last stored certificate are covered
     /// again (a lost certificate is formed again with the same bytes).
     fn restart(&self, st: &mut State) -> Result<(), StoreError> {
         st.applied = self.store.applied_height()?.0;
-        let timestamp = |height: u64| -> Result<Option<u64>, StoreError> {
-            Ok(self.store.header(Height(height))?.map(|h| h.timestamp.0))
-        };
-        let below = timestamp(st.applied)?;
-        let below_that = timestamp(st.applied.saturating_sub(1))?;
-        st.schedule = self.schedule(below, below_that);
+        st.schedule = SignSchedule::resume(self.window_ms(), &*self.store, Height(st.applied))?;
         let missing = uncovered(&*self.store, Height(st.applied))?;
         if let Some(first) = missing.first() {
             tracing::info!(
